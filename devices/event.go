@@ -1,0 +1,280 @@
+// Package devices owns Vigil's device wire formats and transports: the v1 event
+// and command payloads, MQTT topics, and (in sub-packages) the MQTT and serial
+// transports and the device registry. It emits decoded, validated events; it
+// knows nothing of alerts, evidence or governance.
+package devices
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// MaxPayload is the largest event payload accepted, in bytes.
+const MaxPayload = 4096
+
+// Version is the protocol version this package speaks.
+const Version = 1
+
+// Type is a device event type.
+type Type string
+
+// Event types of protocol v1.
+const (
+	TypeDuress       Type = "duress"
+	TypeDuressCancel Type = "duress_cancel"
+	TypeHeartbeat    Type = "heartbeat"
+	TypeBattery      Type = "battery"
+)
+
+// knownTypes lists every event type a v1 device may send.
+var knownTypes = map[Type]bool{TypeDuress: true, TypeDuressCancel: true, TypeHeartbeat: true, TypeBattery: true}
+
+// Urgent reports whether events of this type must never be dropped, batched or
+// delayed: for them, soft validation problems become warnings, not rejections.
+func (t Type) Urgent() bool { return t == TypeDuress }
+
+// Location is a position fix reported by a device.
+type Location struct {
+	Lat  float64 `json:"lat"`
+	Lon  float64 `json:"lon"`
+	AccM float64 `json:"acc_m,omitempty"`
+}
+
+// Event is one v1 device event as carried on the wire.
+type Event struct {
+	V       int       `json:"v"`
+	ID      string    `json:"id"`
+	Device  string    `json:"device"`
+	Seq     uint64    `json:"seq"`
+	Type    Type      `json:"type"`
+	TS      time.Time `json:"ts"`
+	Loc     *Location `json:"loc,omitempty"`
+	Battery *int      `json:"battery,omitempty"`
+}
+
+// Command is a message from Vigil to a device on its command topic.
+type Command struct {
+	Cmd   string `json:"cmd"`
+	Alert string `json:"alert,omitempty"`
+	Seq   uint64 `json:"seq,omitempty"` // the device seq of the event the command answers
+}
+
+// Command names.
+const (
+	CmdAlertReceived = "alert_received"
+)
+
+// Error is a validation failure naming the field and what is wrong with it.
+type Error struct {
+	Field   string // "payload", "topic", "v", "id", "device", "seq", "type", "ts", "loc", "battery"
+	Problem string
+}
+
+func (e *Error) Error() string { return "devices: " + e.Field + ": " + e.Problem }
+
+// Reason is a short, bounded label for metrics: the field that failed.
+func (e *Error) Reason() string { return e.Field }
+
+func errf(field, format string, a ...any) *Error {
+	return &Error{Field: field, Problem: fmt.Sprintf(format, a...)}
+}
+
+// Reason returns the metrics label for a decode error: the failing field, or "other".
+func Reason(err error) string {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Reason()
+	}
+	return "other"
+}
+
+var idRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`)
+
+// ValidID reports whether s may be a device or site identifier: 1–64 of
+// A–Z a–z 0–9 _ -, starting with a letter or digit. That keeps ids safe in
+// topics, file names, URLs and DC-09 text.
+func ValidID(s string) bool { return idRE.MatchString(s) }
+
+// Topic layout: vigil/v1/{site}/{device}/{event|cmd}.
+const topicRoot = "vigil/v1/"
+
+// EventTopic is the topic a device publishes its events to.
+func EventTopic(site, device string) string { return topicRoot + site + "/" + device + "/event" }
+
+// CommandTopic is the topic a device subscribes to for commands.
+func CommandTopic(site, device string) string { return topicRoot + site + "/" + device + "/cmd" }
+
+// EventFilter matches every device's event topic.
+const EventFilter = topicRoot + "+/+/event"
+
+// ParseEventTopic splits an event topic into site and device.
+func ParseEventTopic(topic string) (site, device string, err error) {
+	rest, ok := strings.CutPrefix(topic, topicRoot)
+	parts := strings.Split(rest, "/")
+	if !ok || len(parts) != 3 || parts[2] != "event" {
+		return "", "", errf("topic", "%q is not vigil/v1/{site}/{device}/event", clip(topic))
+	}
+	if !ValidID(parts[0]) {
+		return "", "", errf("topic", "site %q is not a valid id", clip(parts[0]))
+	}
+	if !ValidID(parts[1]) {
+		return "", "", errf("topic", "device %q is not a valid id", clip(parts[1]))
+	}
+	return parts[0], parts[1], nil
+}
+
+// Limits on how far a device clock may be from the gateway's.
+const (
+	MaxFuture = 5 * time.Minute
+	MaxAge    = 24 * time.Hour
+)
+
+// Decoded is a validated event with where it came from.
+type Decoded struct {
+	Site  string
+	Event Event
+	// Warnings lists soft problems that were tolerated because the event is
+	// urgent (a duress is raised even from a device with a wrong clock). The
+	// offending value has been replaced or dropped.
+	Warnings []string
+}
+
+// Decode parses and validates one event published on topic, checked against
+// the gateway's clock now. Soft problems (timestamp out of range, impossible
+// location or battery) reject ordinary events but only warn for urgent ones,
+// whose timestamp is then replaced by now.
+func Decode(topic string, payload []byte, now time.Time) (Decoded, error) {
+	if len(payload) > MaxPayload {
+		return Decoded{}, errf("payload", "%d bytes exceeds the %d byte limit", len(payload), MaxPayload)
+	}
+	site, device, err := ParseEventTopic(topic)
+	if err != nil {
+		return Decoded{}, err
+	}
+	var ev Event
+	dec := json.NewDecoder(bytes.NewReader(payload))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&ev); err != nil {
+		return Decoded{}, errf("payload", "not a v1 event object: %s", clip(err.Error()))
+	}
+	if dec.More() {
+		return Decoded{}, errf("payload", "trailing data after the JSON object")
+	}
+	d := Decoded{Site: site, Event: ev}
+	if err := d.validate(device, now); err != nil {
+		return Decoded{}, err
+	}
+	return d, nil
+}
+
+func (d *Decoded) validate(topicDevice string, now time.Time) error {
+	ev := &d.Event
+	switch {
+	case ev.V != Version:
+		return errf("v", "version %d is not supported (want %d)", ev.V, Version)
+	case ev.ID == "" || len(ev.ID) > 64 || strings.ContainsFunc(ev.ID, func(r rune) bool { return r <= ' ' || r > '~' }):
+		return errf("id", "must be 1-64 printable ASCII characters without spaces")
+	case ev.Device != topicDevice:
+		return errf("device", "payload says %q but the topic says %q", clip(ev.Device), topicDevice)
+	case ev.Seq == 0:
+		return errf("seq", "missing or zero (sequence numbers start at 1)")
+	case ev.Type == "":
+		return errf("type", "missing")
+	case !knownTypes[ev.Type]:
+		return errf("type", "%q is not a v1 event type", clip(string(ev.Type)))
+	}
+	soft := func(e *Error) error {
+		if ev.Type.Urgent() {
+			d.Warnings = append(d.Warnings, e.Field+": "+e.Problem)
+			return nil
+		}
+		return e
+	}
+	switch {
+	case ev.TS.IsZero():
+		if err := soft(errf("ts", "missing")); err != nil {
+			return err
+		}
+		ev.TS = now
+	case ev.TS.After(now.Add(MaxFuture)), ev.TS.Before(now.Add(-MaxAge)):
+		if err := soft(errf("ts", "%s is more than %s ahead or %s behind the gateway clock", ev.TS.UTC().Format(time.RFC3339), MaxFuture, MaxAge)); err != nil {
+			return err
+		}
+		ev.TS = now
+	}
+	if l := ev.Loc; l != nil {
+		if !finite(l.Lat, l.Lon, l.AccM) || l.Lat < -90 || l.Lat > 90 || l.Lon < -180 || l.Lon > 180 || l.AccM < 0 {
+			if err := soft(errf("loc", "lat %g lon %g acc_m %g is not a position", l.Lat, l.Lon, l.AccM)); err != nil {
+				return err
+			}
+			ev.Loc = nil
+		}
+	}
+	if b := ev.Battery; b != nil && (*b < 0 || *b > 100) {
+		if err := soft(errf("battery", "%d is not a percentage", *b)); err != nil {
+			return err
+		}
+		ev.Battery = nil
+	}
+	return nil
+}
+
+func finite(fs ...float64) bool {
+	for _, f := range fs {
+		if math.IsNaN(f) || math.IsInf(f, 0) {
+			return false
+		}
+	}
+	return true
+}
+
+// clip keeps device-supplied text short in error messages and logs.
+func clip(s string) string {
+	const max = 64
+	if len(s) > max {
+		return s[:max] + "…"
+	}
+	return s
+}
+
+// Encode renders an event as its v1 JSON payload. It does not validate.
+func Encode(ev Event) ([]byte, error) {
+	if ev.V == 0 {
+		ev.V = Version
+	}
+	b, err := json.Marshal(ev)
+	if err != nil {
+		return nil, fmt.Errorf("devices: encode event: %w", err)
+	}
+	return b, nil
+}
+
+// EncodeCommand renders a command payload.
+func EncodeCommand(c Command) ([]byte, error) {
+	b, err := json.Marshal(c)
+	if err != nil {
+		return nil, fmt.Errorf("devices: encode command: %w", err)
+	}
+	return b, nil
+}
+
+// DecodeCommand parses a command payload.
+func DecodeCommand(payload []byte) (Command, error) {
+	var c Command
+	if len(payload) > MaxPayload {
+		return c, errf("payload", "%d bytes exceeds the %d byte limit", len(payload), MaxPayload)
+	}
+	if err := json.Unmarshal(payload, &c); err != nil {
+		return c, errf("payload", "not a command object: %s", clip(err.Error()))
+	}
+	if c.Cmd == "" {
+		return c, errf("cmd", "missing")
+	}
+	return c, nil
+}

@@ -1,0 +1,322 @@
+// Package journal is the gateway's durable event journal. Every device event
+// and every rejected message is written here, fsynced, and only then
+// acknowledged to its sender. Writes from many devices share one fsync (group
+// commit) without waiting for a batch to fill: the writer takes whatever is
+// queued when the previous commit finishes, so an event alone on the line is
+// committed at once and a duress is never held back for others.
+//
+// Each new event is applied (turned into alerts and outbox entries by the
+// caller's Apply function) inside the same transaction that journals it, so a
+// crash leaves either the event with all of its consequences, or nothing and
+// an unacknowledged message that the broker will deliver again.
+package journal
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/vigil-gw/vigil/devices"
+)
+
+var (
+	bucketEvents     = []byte("events")
+	bucketQuarantine = []byte("quarantine")
+)
+
+// ErrClosed is returned for work submitted after the journal stopped.
+var ErrClosed = errors.New("journal: closed")
+
+// Record is one event as journaled.
+type Record struct {
+	Site     string        `json:"site"`
+	Event    devices.Event `json:"event"`
+	Received time.Time     `json:"received"`
+	Source   string        `json:"source"` // "mqtt", "serial"
+	Warnings []string      `json:"warnings,omitempty"`
+}
+
+// Key is the record's idempotency key: device id and device sequence number.
+func (r Record) Key() string { return fmt.Sprintf("%s:%d", r.Event.Device, r.Event.Seq) }
+
+// Rejected is a message that failed validation, kept for inspection.
+type Rejected struct {
+	ID       uint64    `json:"id"`
+	Received time.Time `json:"received"`
+	Source   string    `json:"source"`
+	Topic    string    `json:"topic"`
+	Device   string    `json:"device,omitempty"`
+	Reason   string    `json:"reason"` // bounded label, e.g. the failing field
+	Error    string    `json:"error"`
+	Payload  []byte    `json:"payload,omitempty"` // at most MaxQuarantinePayload bytes
+}
+
+// MaxQuarantinePayload caps how much of a rejected payload is kept.
+const MaxQuarantinePayload = 4096
+
+// Outcome says what happened to a submitted record.
+type Outcome int
+
+// Outcomes.
+const (
+	// Appended: journaled for the first time and applied.
+	Appended Outcome = iota
+	// Duplicate: the same device, seq and id were journaled before (a
+	// redelivery); nothing was written.
+	Duplicate
+	// Conflict: the device reused a seq with a different event id. The event
+	// was quarantined, or for an urgent event journaled under a distinct key and
+	// applied, so that a device that lost its counter still gets help.
+	Conflict
+	// Quarantined: a rejected message was stored in quarantine.
+	Quarantined
+)
+
+// ApplyFunc turns a newly journaled record into its consequences inside the
+// journal's transaction. key is the idempotency key under which it was
+// journaled (Record.Key, or a distinct key after a seq conflict).
+type ApplyFunc func(tx *bolt.Tx, rec Record, key string) error
+
+// Options configure a Journal.
+type Options struct {
+	Apply     ApplyFunc // required
+	Committed func()    // called after each commit that applied something
+	MaxBatch  int       // default 1024
+	Logger    *slog.Logger
+}
+
+type item struct {
+	rec  *Record
+	rej  *Rejected
+	done func(Outcome, error)
+}
+
+// Journal owns the events and quarantine buckets of a bbolt database.
+type Journal struct {
+	db   *bolt.DB
+	opts Options
+	log  *slog.Logger
+	in   chan item
+	stop chan struct{}
+}
+
+// New prepares the journal's buckets in db.
+func New(db *bolt.DB, opts Options) (*Journal, error) {
+	if opts.Apply == nil {
+		return nil, errors.New("journal: Apply is required")
+	}
+	if opts.MaxBatch <= 0 {
+		opts.MaxBatch = 1024
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	err := db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketEvents, bucketQuarantine} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("journal: create buckets: %w", err)
+	}
+	return &Journal{db: db, opts: opts, log: opts.Logger.With("component", "journal"),
+		in: make(chan item, opts.MaxBatch), stop: make(chan struct{})}, nil
+}
+
+// Submit queues rec for the next commit and calls done once it is durable (or
+// failed). done runs on the journal's goroutine and must not block for long:
+// acknowledging to a broker or serial peer is its purpose.
+func (j *Journal) Submit(ctx context.Context, rec Record, done func(Outcome, error)) {
+	j.submit(ctx, item{rec: &rec, done: done})
+}
+
+// Quarantine queues a rejected message for the next commit.
+func (j *Journal) Quarantine(ctx context.Context, r Rejected, done func(Outcome, error)) {
+	if len(r.Payload) > MaxQuarantinePayload {
+		r.Payload = r.Payload[:MaxQuarantinePayload]
+	}
+	j.submit(ctx, item{rej: &r, done: done})
+}
+
+func (j *Journal) submit(ctx context.Context, it item) {
+	select {
+	case j.in <- it:
+	case <-j.stop:
+		it.done(0, ErrClosed)
+	case <-ctx.Done():
+		it.done(0, fmt.Errorf("journal: submit: %w", ctx.Err()))
+	}
+}
+
+// Run commits queued work until ctx is done, then commits what is already
+// queued and returns.
+func (j *Journal) Run(ctx context.Context) error {
+	batch := make([]item, 0, j.opts.MaxBatch)
+	for {
+		select {
+		case it := <-j.in:
+			batch = append(batch[:0], it)
+		case <-ctx.Done():
+			close(j.stop)
+			// Drain what was queued before stop so its senders hear back.
+			for {
+				select {
+				case it := <-j.in:
+					j.commit([]item{it})
+				default:
+					return nil
+				}
+			}
+		}
+	drain:
+		for len(batch) < j.opts.MaxBatch {
+			select {
+			case it := <-j.in:
+				batch = append(batch, it)
+			default:
+				break drain
+			}
+		}
+		j.commit(batch)
+	}
+}
+
+func (j *Journal) commit(batch []item) {
+	outcomes := make([]Outcome, len(batch))
+	applied := false
+	err := j.db.Update(func(tx *bolt.Tx) error {
+		applied = false
+		for i, it := range batch {
+			var err error
+			if it.rej != nil {
+				outcomes[i], err = j.quarantine(tx, *it.rej)
+			} else {
+				outcomes[i], err = j.append(tx, *it.rec)
+				applied = applied || outcomes[i] == Appended || outcomes[i] == Conflict
+			}
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	}) // bbolt's Update fsyncs before it returns: after this line the batch is durable.
+	if err != nil {
+		j.log.Error("journal commit failed; messages stay unacknowledged", "batch", len(batch), "err", err)
+		err = fmt.Errorf("journal: commit: %w", err)
+	}
+	for i, it := range batch {
+		it.done(outcomes[i], err)
+	}
+	if err == nil && applied && j.opts.Committed != nil {
+		j.opts.Committed()
+	}
+}
+
+func eventKey(device string, seq uint64) []byte {
+	k := make([]byte, 0, len(device)+9)
+	k = append(k, device...)
+	k = append(k, 0)
+	return binary.BigEndian.AppendUint64(k, seq)
+}
+
+func (j *Journal) append(tx *bolt.Tx, rec Record) (Outcome, error) {
+	b := tx.Bucket(bucketEvents)
+	k := eventKey(rec.Event.Device, rec.Event.Seq)
+	key := rec.Key()
+	if old := b.Get(k); old != nil {
+		var prev Record
+		if err := json.Unmarshal(old, &prev); err != nil {
+			return 0, fmt.Errorf("journal: decode %s: %w", key, err)
+		}
+		if prev.Event.ID == rec.Event.ID {
+			return Duplicate, nil
+		}
+		if !rec.Event.Type.Urgent() {
+			_, err := j.quarantine(tx, Rejected{Received: rec.Received, Source: rec.Source, Device: rec.Event.Device,
+				Topic: devices.EventTopic(rec.Site, rec.Event.Device), Reason: "seq",
+				Error: fmt.Sprintf("devices: seq: %d was already used by event %q; this one is %q", rec.Event.Seq, prev.Event.ID, rec.Event.ID)})
+			return Conflict, err
+		}
+		// An urgent event that reuses a seq (a device that lost its counter)
+		// is journaled under a key that includes its id, and raised.
+		key = key + ":" + rec.Event.ID
+		k = append(k, rec.Event.ID...)
+		if b.Get(k) != nil {
+			return Duplicate, nil
+		}
+		rec.Warnings = append(rec.Warnings, fmt.Sprintf("seq: %d reused with a new event id", rec.Event.Seq))
+		if err := j.put(tx, b, k, rec, key); err != nil {
+			return 0, err
+		}
+		return Conflict, nil
+	}
+	return Appended, j.put(tx, b, k, rec, key)
+}
+
+func (j *Journal) put(tx *bolt.Tx, b *bolt.Bucket, k []byte, rec Record, key string) error {
+	v, err := json.Marshal(rec)
+	if err != nil {
+		return fmt.Errorf("journal: encode %s: %w", key, err)
+	}
+	if err := b.Put(k, v); err != nil {
+		return fmt.Errorf("journal: put %s: %w", key, err)
+	}
+	if err := j.opts.Apply(tx, rec, key); err != nil {
+		return fmt.Errorf("journal: apply %s: %w", key, err)
+	}
+	return nil
+}
+
+func (j *Journal) quarantine(tx *bolt.Tx, r Rejected) (Outcome, error) {
+	b := tx.Bucket(bucketQuarantine)
+	id, err := b.NextSequence()
+	if err != nil {
+		return 0, fmt.Errorf("journal: quarantine: %w", err)
+	}
+	r.ID = id
+	v, err := json.Marshal(r)
+	if err != nil {
+		return 0, fmt.Errorf("journal: quarantine encode: %w", err)
+	}
+	return Quarantined, b.Put(binary.BigEndian.AppendUint64(nil, id), v)
+}
+
+// Quarantined lists the most recent rejected messages, newest first.
+func (j *Journal) Quarantined(limit int) ([]Rejected, error) {
+	var out []Rejected
+	err := j.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketQuarantine).Cursor()
+		for k, v := c.Last(); k != nil && len(out) < limit; k, v = c.Prev() {
+			var r Rejected
+			if err := json.Unmarshal(v, &r); err != nil {
+				return err
+			}
+			out = append(out, r)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("journal: list quarantine: %w", err)
+	}
+	return out, nil
+}
+
+// Count returns how many events are journaled.
+func (j *Journal) Count() (int, error) {
+	var n int
+	err := j.db.View(func(tx *bolt.Tx) error {
+		n = tx.Bucket(bucketEvents).Stats().KeyN
+		return nil
+	})
+	return n, err
+}

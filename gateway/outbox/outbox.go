@@ -1,0 +1,550 @@
+// Package outbox is the gateway's durable, per-route delivery queue. Each
+// alert message is written once per route (each ARC receiver, each webhook,
+// the wearer's device) in the same transaction that creates the alert, and
+// stays until that route's receiver acknowledges it or refuses it for good.
+//
+// Delivery is at-least-once: the order is send, then record as delivered, so
+// a crash in between sends again, and receivers deduplicate on the message's
+// idempotency key. A route that fails backs off (capped exponential with
+// jitter) as a whole, keeping its messages in priority then arrival order. A
+// message an ARC has not acknowledged within the route's escalation delay is
+// also queued on the route's backup.
+package outbox
+
+import (
+	"cmp"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/vigil-gw/vigil/gateway/forward"
+)
+
+var (
+	bucketRoot    = []byte("outbox")
+	bucketPending = []byte("pending")
+	bucketDone    = []byte("done")
+	bucketByAlert = []byte("outbox-by-alert")
+)
+
+// State is where an entry is in its delivery.
+type State string
+
+// Entry states.
+const (
+	Pending   State = "pending"
+	Delivered State = "delivered"
+	Failed    State = "failed" // permanently refused by the receiver
+)
+
+// Entry is one message for one route.
+type Entry struct {
+	ID          uint64          `json:"id"`
+	Route       string          `json:"route"`
+	Msg         forward.Message `json:"msg"`
+	State       State           `json:"state"`
+	Created     time.Time       `json:"created"`
+	Attempts    int             `json:"attempts"`
+	LastError   string          `json:"last_error,omitempty"`
+	LastAttempt time.Time       `json:"last_attempt,omitzero"`
+	DoneAt      time.Time       `json:"done_at,omitzero"`
+	Escalated   bool            `json:"escalated,omitempty"`
+}
+
+// Init creates the outbox buckets.
+func Init(tx *bolt.Tx) error {
+	if _, err := tx.CreateBucketIfNotExists(bucketRoot); err != nil {
+		return err
+	}
+	_, err := tx.CreateBucketIfNotExists(bucketByAlert)
+	return err
+}
+
+func routeBucket(tx *bolt.Tx, route string, name []byte) (*bolt.Bucket, error) {
+	root := tx.Bucket(bucketRoot)
+	if root == nil {
+		return nil, errors.New("outbox: not initialised")
+	}
+	if !tx.Writable() {
+		rb := root.Bucket([]byte(route))
+		if rb == nil {
+			return nil, nil
+		}
+		return rb.Bucket(name), nil
+	}
+	rb, err := root.CreateBucketIfNotExists([]byte(route))
+	if err != nil {
+		return nil, err
+	}
+	return rb.CreateBucketIfNotExists(name)
+}
+
+// pendingKey orders a route's queue by priority, then arrival.
+func pendingKey(m forward.Message, id uint64) []byte {
+	return binary.BigEndian.AppendUint64([]byte{m.Priority8()}, id)
+}
+
+func alertIndexKey(alertID, route string, id uint64) []byte {
+	k := append([]byte(alertID), 0)
+	k = append(k, route...)
+	k = append(k, 0)
+	return binary.BigEndian.AppendUint64(k, id)
+}
+
+// Enqueue adds msg to route's queue inside tx.
+func Enqueue(tx *bolt.Tx, route string, msg forward.Message, now time.Time) (Entry, error) {
+	b, err := routeBucket(tx, route, bucketPending)
+	if err != nil {
+		return Entry{}, fmt.Errorf("outbox: enqueue %s on %s: %w", msg.Key, route, err)
+	}
+	id, err := tx.Bucket(bucketRoot).NextSequence()
+	if err != nil {
+		return Entry{}, fmt.Errorf("outbox: enqueue %s on %s: %w", msg.Key, route, err)
+	}
+	e := Entry{ID: id, Route: route, Msg: msg, State: Pending, Created: now}
+	if err := putEntry(b, pendingKey(msg, id), e); err != nil {
+		return Entry{}, err
+	}
+	if err := tx.Bucket(bucketByAlert).Put(alertIndexKey(msg.AlertID, route, id), []byte{msg.Priority8()}); err != nil {
+		return Entry{}, fmt.Errorf("outbox: index %s: %w", msg.Key, err)
+	}
+	return e, nil
+}
+
+func putEntry(b *bolt.Bucket, k []byte, e Entry) error {
+	v, err := json.Marshal(e)
+	if err != nil {
+		return fmt.Errorf("outbox: encode entry %d: %w", e.ID, err)
+	}
+	if err := b.Put(k, v); err != nil {
+		return fmt.Errorf("outbox: put entry %d: %w", e.ID, err)
+	}
+	return nil
+}
+
+// ForAlert returns every entry, on every route, for one alert.
+func ForAlert(tx *bolt.Tx, alertID string) ([]Entry, error) {
+	var out []Entry
+	prefix := append([]byte(alertID), 0)
+	c := tx.Bucket(bucketByAlert).Cursor()
+	for k, v := c.Seek(prefix); k != nil && len(k) > len(prefix) && string(k[:len(prefix)]) == string(prefix); k, v = c.Next() {
+		rest := k[len(prefix):]
+		if len(rest) < 9 {
+			continue
+		}
+		route := string(rest[:len(rest)-9])
+		id := binary.BigEndian.Uint64(rest[len(rest)-8:])
+		var prio forward.Message
+		if len(v) == 1 {
+			prio.Priority = int(v[0])
+		}
+		for _, name := range [][]byte{bucketPending, bucketDone} {
+			b, err := routeBucket(tx, route, name)
+			if err != nil || b == nil {
+				continue
+			}
+			key := binary.BigEndian.AppendUint64(nil, id)
+			if name[0] == 'p' {
+				key = pendingKey(prio, id)
+			}
+			if raw := b.Get(key); raw != nil {
+				var e Entry
+				if err := json.Unmarshal(raw, &e); err != nil {
+					return nil, fmt.Errorf("outbox: decode entry %d: %w", id, err)
+				}
+				out = append(out, e)
+				break
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b Entry) int { return cmp.Compare(a.ID, b.ID) })
+	return out, nil
+}
+
+// Sender delivers one message to one receiver. It returns nil only when the
+// receiver has acknowledged the message, and wraps failures that retrying
+// cannot fix with forward.Permanent.
+type Sender interface {
+	Send(ctx context.Context, m forward.Message) error
+}
+
+// Route is one destination with its sender.
+type Route struct {
+	Name   string
+	Sender Sender
+	// Backup is the route that also gets a message this route has not
+	// delivered within EscalateAfter ("" for none).
+	Backup        string
+	EscalateAfter time.Duration
+}
+
+// Hooks let the alert engine react, inside the same transaction, when an entry
+// is delivered or fails for good.
+type Hooks struct {
+	Delivered func(tx *bolt.Tx, e Entry) error
+	Failed    func(tx *bolt.Tx, e Entry) error
+}
+
+// Options tune a Dispatcher.
+type Options struct {
+	BackoffBase time.Duration // default 250ms
+	BackoffMax  time.Duration // default 15s
+	SendTimeout time.Duration // default 10s
+	Now         func() time.Time
+	Logger      *slog.Logger
+	// Observe is told about each attempt (for metrics); may be nil.
+	Observe func(route string, e Entry, err error)
+}
+
+// Dispatcher drains every route's queue.
+type Dispatcher struct {
+	db     *bolt.DB
+	routes map[string]*routeState
+	hooks  Hooks
+	opts   Options
+	log    *slog.Logger
+}
+
+type routeState struct {
+	Route
+	wake     chan struct{}
+	mu       sync.Mutex
+	failures int       // consecutive retryable failures
+	until    time.Time // no attempt before this
+	lastErr  string
+}
+
+// NewDispatcher makes a dispatcher for routes over db.
+func NewDispatcher(db *bolt.DB, routes []Route, hooks Hooks, opts Options) (*Dispatcher, error) {
+	if opts.BackoffBase <= 0 {
+		opts.BackoffBase = 250 * time.Millisecond
+	}
+	if opts.BackoffMax <= 0 {
+		opts.BackoffMax = 15 * time.Second
+	}
+	if opts.SendTimeout <= 0 {
+		opts.SendTimeout = 10 * time.Second
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	d := &Dispatcher{db: db, routes: map[string]*routeState{}, hooks: hooks, opts: opts, log: opts.Logger.With("component", "outbox")}
+	for _, r := range routes {
+		if r.Name == "" || r.Sender == nil {
+			return nil, fmt.Errorf("outbox: route %q needs a name and a sender", r.Name)
+		}
+		if _, dup := d.routes[r.Name]; dup {
+			return nil, fmt.Errorf("outbox: route %q configured twice", r.Name)
+		}
+		d.routes[r.Name] = &routeState{Route: r, wake: make(chan struct{}, 1)}
+	}
+	for _, r := range routes {
+		if r.Backup != "" && d.routes[r.Backup] == nil {
+			return nil, fmt.Errorf("outbox: route %q escalates to unknown route %q", r.Name, r.Backup)
+		}
+	}
+	if err := db.Update(Init); err != nil {
+		return nil, fmt.Errorf("outbox: init: %w", err)
+	}
+	return d, nil
+}
+
+// Wake tells every route to look at its queue now (after a commit added work).
+func (d *Dispatcher) Wake() {
+	for _, r := range d.routes {
+		select {
+		case r.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Run delivers until ctx is done.
+func (d *Dispatcher) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	for _, r := range d.routes {
+		wg.Go(func() { d.runRoute(ctx, r) })
+	}
+	wg.Go(func() { d.runEscalation(ctx) })
+	wg.Wait()
+	return nil
+}
+
+func (d *Dispatcher) runRoute(ctx context.Context, r *routeState) {
+	for ctx.Err() == nil {
+		wait := d.Step(ctx, r.Name)
+		if wait == 0 {
+			continue
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+		case <-t.C:
+		case <-r.wake:
+		}
+		t.Stop()
+	}
+}
+
+// idleWait is how long an empty route sleeps before looking again without a wake.
+const idleWait = 5 * time.Second
+
+// Step makes at most one delivery attempt on route and returns how long to
+// wait before the next (0: go again now). Run calls it in a loop; tests call
+// it directly with an injected clock.
+func (d *Dispatcher) Step(ctx context.Context, route string) time.Duration {
+	r := d.routes[route]
+	now := d.opts.Now()
+	r.mu.Lock()
+	until := r.until
+	r.mu.Unlock()
+	if now.Before(until) {
+		return until.Sub(now)
+	}
+	e, ok, err := d.head(route)
+	if err != nil {
+		d.log.Error("read queue", "route", route, "err", err)
+		return idleWait
+	}
+	if !ok {
+		return idleWait
+	}
+	sctx, cancel := context.WithTimeout(ctx, d.opts.SendTimeout)
+	err = r.Sender.Send(sctx, e.Msg)
+	cancel()
+	if ctx.Err() != nil && err != nil {
+		return 0 // shutting down; the entry stays pending
+	}
+	now = d.opts.Now()
+	e.Attempts++
+	e.LastAttempt = now
+	if d.opts.Observe != nil {
+		d.opts.Observe(route, e, err)
+	}
+	switch {
+	case err == nil:
+		e.State, e.DoneAt, e.LastError = Delivered, now, ""
+		if err := d.finish(e, d.hooks.Delivered); err != nil {
+			d.log.Error("record delivery", "route", route, "key", e.Msg.Key, "err", err)
+			return d.opts.BackoffBase
+		}
+		r.mu.Lock()
+		if r.failures > 0 {
+			d.log.Info("route recovered", "route", route, "after_failures", r.failures)
+		}
+		r.failures, r.lastErr = 0, ""
+		r.mu.Unlock()
+		return 0
+	case forward.IsPermanent(err):
+		e.State, e.DoneAt, e.LastError = Failed, now, err.Error()
+		d.log.Error("receiver refused message permanently", "route", route, "key", e.Msg.Key, "alert", e.Msg.AlertID, "err", err)
+		if err := d.finish(e, d.hooks.Failed); err != nil {
+			d.log.Error("record failure", "route", route, "key", e.Msg.Key, "err", err)
+			return d.opts.BackoffBase
+		}
+		return 0
+	default:
+		e.LastError = err.Error()
+		if err := d.update(e); err != nil {
+			d.log.Error("record attempt", "route", route, "key", e.Msg.Key, "err", err)
+		}
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		r.failures++
+		wait := Backoff(d.opts.BackoffBase, d.opts.BackoffMax, r.failures, rand.Float64())
+		r.until = now.Add(wait)
+		if e.LastError != r.lastErr { // log when the error changes, not every attempt
+			d.log.Warn("delivery failed; retrying", "route", route, "key", e.Msg.Key, "attempt", e.Attempts, "retry_in", wait, "err", err)
+			r.lastErr = e.LastError
+		}
+		return wait
+	}
+}
+
+// Backoff is the capped exponential delay before retry number n (1-based),
+// with jitter u in [0,1): a uniform draw from the upper half of the step, so
+// retries from many gateways spread out but never come sooner than half.
+func Backoff(base, maxWait time.Duration, n int, u float64) time.Duration {
+	step := base
+	for i := 1; i < n && step < maxWait; i++ {
+		step *= 2
+	}
+	step = min(step, maxWait)
+	return step/2 + time.Duration(u*float64(step/2))
+}
+
+func (d *Dispatcher) head(route string) (Entry, bool, error) {
+	var e Entry
+	var ok bool
+	err := d.db.View(func(tx *bolt.Tx) error {
+		b, err := routeBucket(tx, route, bucketPending)
+		if err != nil || b == nil {
+			return err
+		}
+		_, v := b.Cursor().First()
+		if v == nil {
+			return nil
+		}
+		ok = true
+		return json.Unmarshal(v, &e)
+	})
+	return e, ok, err
+}
+
+func (d *Dispatcher) update(e Entry) error {
+	return d.db.Update(func(tx *bolt.Tx) error {
+		b, err := routeBucket(tx, e.Route, bucketPending)
+		if err != nil {
+			return err
+		}
+		return putEntry(b, pendingKey(e.Msg, e.ID), e)
+	})
+}
+
+// finish moves e from pending to done and runs hook in the same transaction,
+// so the alert's state and the entry's never disagree after a crash.
+func (d *Dispatcher) finish(e Entry, hook func(*bolt.Tx, Entry) error) error {
+	return d.db.Update(func(tx *bolt.Tx) error {
+		p, err := routeBucket(tx, e.Route, bucketPending)
+		if err != nil {
+			return err
+		}
+		if err := p.Delete(pendingKey(e.Msg, e.ID)); err != nil {
+			return err
+		}
+		done, err := routeBucket(tx, e.Route, bucketDone)
+		if err != nil {
+			return err
+		}
+		if err := putEntry(done, binary.BigEndian.AppendUint64(nil, e.ID), e); err != nil {
+			return err
+		}
+		if hook != nil {
+			return hook(tx, e)
+		}
+		return nil
+	})
+}
+
+func (d *Dispatcher) runEscalation(ctx context.Context) {
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if n, err := d.Escalate(); err != nil {
+				d.log.Error("escalation", "err", err)
+			} else if n > 0 {
+				d.Wake()
+			}
+		}
+	}
+}
+
+// Escalate queues on each route's backup every pending message older than the
+// route's escalation delay that has not been escalated yet, and returns how
+// many it queued.
+func (d *Dispatcher) Escalate() (int, error) {
+	now := d.opts.Now()
+	n := 0
+	for _, r := range d.routes {
+		if r.Backup == "" || r.EscalateAfter <= 0 {
+			continue
+		}
+		err := d.db.Update(func(tx *bolt.Tx) error {
+			b, err := routeBucket(tx, r.Name, bucketPending)
+			if err != nil {
+				return err
+			}
+			var due []Entry
+			if err := b.ForEach(func(_, v []byte) error {
+				var e Entry
+				if err := json.Unmarshal(v, &e); err != nil {
+					return err
+				}
+				if !e.Escalated && now.Sub(e.Created) >= r.EscalateAfter {
+					due = append(due, e)
+				}
+				return nil
+			}); err != nil {
+				return err
+			}
+			for _, e := range due {
+				if _, err := Enqueue(tx, r.Backup, e.Msg, now); err != nil {
+					return err
+				}
+				e.Escalated = true
+				if err := putEntry(b, pendingKey(e.Msg, e.ID), e); err != nil {
+					return err
+				}
+				d.log.Warn("not acknowledged in time; escalating to backup", "route", r.Name, "backup", r.Backup, "key", e.Msg.Key, "alert", e.Msg.AlertID)
+				n++
+			}
+			return nil
+		})
+		if err != nil {
+			return n, fmt.Errorf("outbox: escalate %s: %w", r.Name, err)
+		}
+	}
+	return n, nil
+}
+
+// RouteStats describes one route's queue.
+type RouteStats struct {
+	Route     string    `json:"route"`
+	Depth     int       `json:"depth"`
+	Oldest    time.Time `json:"oldest,omitzero"`
+	Failures  int       `json:"consecutive_failures"`
+	LastError string    `json:"last_error,omitempty"`
+}
+
+// Stats reports every route's queue depth and oldest pending message.
+func (d *Dispatcher) Stats() ([]RouteStats, error) {
+	var out []RouteStats
+	err := d.db.View(func(tx *bolt.Tx) error {
+		for name, r := range d.routes {
+			s := RouteStats{Route: name}
+			r.mu.Lock()
+			s.Failures, s.LastError = r.failures, r.lastErr
+			r.mu.Unlock()
+			b, err := routeBucket(tx, name, bucketPending)
+			if err != nil {
+				return err
+			}
+			if b != nil {
+				if err := b.ForEach(func(_, v []byte) error {
+					var e Entry
+					if err := json.Unmarshal(v, &e); err != nil {
+						return err
+					}
+					s.Depth++
+					if s.Oldest.IsZero() || e.Created.Before(s.Oldest) {
+						s.Oldest = e.Created
+					}
+					return nil
+				}); err != nil {
+					return err
+				}
+			}
+			out = append(out, s)
+		}
+		return nil
+	})
+	slices.SortFunc(out, func(a, b RouteStats) int { return cmp.Compare(a.Route, b.Route) })
+	return out, err
+}
