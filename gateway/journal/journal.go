@@ -13,7 +13,9 @@ package journal
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -24,6 +26,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/vigil-gw/vigil/devices"
+	"github.com/vigil-gw/vigil/devices/registry"
 )
 
 var (
@@ -41,6 +44,10 @@ type Record struct {
 	Received time.Time     `json:"received"`
 	Source   string        `json:"source"` // "mqtt", "serial"
 	Warnings []string      `json:"warnings,omitempty"`
+	// Registered is the registry entry for the device when the event arrived,
+	// nil if the device was unknown. Journaling it records what the gateway
+	// knew at the time, so a replay decides the same way.
+	Registered *registry.Device `json:"registered,omitempty"`
 }
 
 // Key is the record's idempotency key: device id and device sequence number.
@@ -249,8 +256,10 @@ func (j *Journal) append(tx *bolt.Tx, rec Record) (Outcome, error) {
 		}
 		// An urgent event that reuses a seq (a device that lost its counter)
 		// is journaled under a key that includes its id, and raised.
-		key = key + ":" + rec.Event.ID
-		k = append(k, rec.Event.ID...)
+		sum := sha256.Sum256([]byte(rec.Event.ID))
+		suffix := hex.EncodeToString(sum[:4])
+		key = key + ":" + suffix
+		k = append(k, suffix...)
 		if b.Get(k) != nil {
 			return Duplicate, nil
 		}

@@ -1,0 +1,254 @@
+package alert
+
+import (
+	"context"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/vigil-gw/vigil/devices"
+	"github.com/vigil-gw/vigil/devices/registry"
+	"github.com/vigil-gw/vigil/gateway/forward"
+	"github.com/vigil-gw/vigil/gateway/journal"
+	"github.com/vigil-gw/vigil/gateway/outbox"
+)
+
+type recorder struct {
+	mu   sync.Mutex
+	msgs []forward.Message
+}
+
+func (r *recorder) Send(_ context.Context, m forward.Message) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.msgs = append(r.msgs, m)
+	return nil
+}
+
+type rig struct {
+	db     *bolt.DB
+	eng    *Engine
+	j      *journal.Journal
+	d      *outbox.Dispatcher
+	arc    *recorder
+	hook   *recorder
+	wearer *recorder
+	now    time.Time
+	nurse  *registry.Device
+}
+
+func newRig(t *testing.T) *rig {
+	t.Helper()
+	db, err := bolt.Open(filepath.Join(t.TempDir(), "state.db"), 0o600, nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { db.Close() })
+	r := &rig{db: db, arc: &recorder{}, hook: &recorder{}, wearer: &recorder{}, now: time.Date(2026, 11, 21, 10, 15, 31, 0, time.UTC),
+		nurse: &registry.Device{ID: "btn-1", Kind: registry.KindButton, Site: "leeds", Wearer: "Nurse A", Zone: 7, Camera: "cam-1"}}
+	clock := func() time.Time { return r.now }
+	r.eng, err = New(db, Routes{ARC: []string{"arc0"}, Webhooks: []string{"webhook0"}, Wearer: "wearer"}, clock)
+	require.NoError(t, err)
+	r.j, err = journal.New(db, journal.Options{Apply: r.eng.Apply})
+	require.NoError(t, err)
+	r.d, err = outbox.NewDispatcher(db, []outbox.Route{
+		{Name: "arc0", Sender: r.arc}, {Name: "webhook0", Sender: r.hook}, {Name: "wearer", Sender: r.wearer},
+	}, outbox.Hooks{Delivered: r.eng.Delivered}, outbox.Options{Now: clock})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = r.j.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return r
+}
+
+func (r *rig) submit(t *testing.T, rec journal.Record) journal.Outcome {
+	t.Helper()
+	type res struct {
+		o   journal.Outcome
+		err error
+	}
+	ch := make(chan res, 1)
+	r.j.Submit(context.Background(), rec, func(o journal.Outcome, err error) { ch <- res{o, err} })
+	got := <-ch
+	require.NoError(t, got.err)
+	return got.o
+}
+
+func (r *rig) event(typ devices.Type, seq uint64, registered bool) journal.Record {
+	rec := journal.Record{Site: "leeds", Received: r.now, Source: "mqtt", Event: devices.Event{V: 1, ID: "ev-" + string(typ) + "-" + time.Duration(seq).String(),
+		Device: "btn-1", Seq: seq, Type: typ, TS: r.now.Add(-time.Second), Loc: &devices.Location{Lat: 53.8, Lon: -1.55, AccM: 8}}}
+	if registered {
+		rec.Registered = r.nurse
+	}
+	return rec
+}
+
+func (r *rig) drain(t *testing.T) {
+	t.Helper()
+	for range 10 {
+		for _, route := range []string{"arc0", "webhook0", "wearer"} {
+			r.d.Step(context.Background(), route)
+		}
+	}
+}
+
+func TestVerifiedDuressGoesToARCAndWebhookThenWearerHearsBack(t *testing.T) {
+	r := newRig(t)
+	assert.Equal(t, journal.Appended, r.submit(t, r.event(devices.TypeDuress, 42, true)))
+
+	v, err := r.eng.Get("btn-1.42")
+	require.NoError(t, err)
+	assert.Equal(t, Raised, v.State)
+	assert.True(t, v.Verified)
+	assert.Equal(t, "Nurse A", v.Wearer)
+	assert.Equal(t, 7, v.Zone)
+	assert.Equal(t, P1, v.Priority)
+	assert.Equal(t, []string{"arc0", "webhook0"}, v.Routes)
+	assert.Equal(t, r.now, v.RaisedAt)
+	require.Len(t, v.Deliveries, 2)
+
+	r.now = r.now.Add(20 * time.Millisecond)
+	r.drain(t)
+	require.Len(t, r.arc.msgs, 1)
+	m := r.arc.msgs[0]
+	assert.Equal(t, "btn-1:42", m.Key)
+	assert.Equal(t, forward.KindAlarm, m.Kind)
+	assert.Equal(t, 7, m.Zone)
+	require.NotNil(t, m.Location)
+	require.Len(t, r.hook.msgs, 1)
+	require.Len(t, r.wearer.msgs, 1, "the wearer is told once")
+	assert.Equal(t, devices.CmdAlertReceived, r.wearer.msgs[0].Event)
+	assert.Equal(t, "btn-1.42", r.wearer.msgs[0].AlertID)
+
+	v, err = r.eng.Get("btn-1.42")
+	require.NoError(t, err)
+	assert.Equal(t, Delivered, v.State)
+	assert.Equal(t, r.now, v.DeliveredAt)
+	assert.Equal(t, "arc0", v.DeliveredVia)
+	assert.True(t, v.Feedback)
+}
+
+func TestUnverifiedDuressNeverReachesARC(t *testing.T) {
+	r := newRig(t)
+	r.submit(t, r.event(devices.TypeDuress, 5, false))
+	r.drain(t)
+	assert.Empty(t, r.arc.msgs)
+	require.Len(t, r.hook.msgs, 1)
+	assert.False(t, r.hook.msgs[0].Verified)
+	assert.Contains(t, r.hook.msgs[0].Text, "UNVERIFIED")
+	v, err := r.eng.Get("btn-1.5")
+	require.NoError(t, err)
+	assert.False(t, v.Verified)
+	assert.Contains(t, v.Warnings, "device is not registered")
+	assert.Len(t, r.wearer.msgs, 1, "with no ARC route, the first delivery confirms to the wearer")
+}
+
+func TestDuplicateAndSeqConflict(t *testing.T) {
+	r := newRig(t)
+	ev := r.event(devices.TypeDuress, 9, true)
+	assert.Equal(t, journal.Appended, r.submit(t, ev))
+	assert.Equal(t, journal.Duplicate, r.submit(t, ev), "a redelivery is dropped")
+	reused := ev
+	reused.Event.ID = "other-id"
+	assert.Equal(t, journal.Conflict, r.submit(t, reused), "a reused seq with a new id is still raised")
+	list, err := r.eng.List(0)
+	require.NoError(t, err)
+	require.Len(t, list, 2)
+	hb := r.event(devices.TypeHeartbeat, 9, true)
+	hb.Event.ID = "hb"
+	assert.Equal(t, journal.Conflict, r.submit(t, hb))
+	q, err := r.j.Quarantined(10)
+	require.NoError(t, err)
+	require.Len(t, q, 1, "a non-urgent seq conflict is quarantined")
+	assert.Equal(t, "seq", q[0].Reason)
+}
+
+func TestCancelSendsRestoreButLeavesAlertOpen(t *testing.T) {
+	r := newRig(t)
+	r.submit(t, r.event(devices.TypeDuress, 1, true))
+	r.drain(t)
+	r.submit(t, r.event(devices.TypeDuressCancel, 2, true))
+	r.drain(t)
+	require.Len(t, r.arc.msgs, 2)
+	assert.Equal(t, forward.KindRestore, r.arc.msgs[1].Kind)
+	assert.Equal(t, "btn-1:2", r.arc.msgs[1].Key)
+	assert.Equal(t, "btn-1.1", r.arc.msgs[1].AlertID)
+	v, err := r.eng.Get("btn-1.1")
+	require.NoError(t, err)
+	assert.False(t, v.CancelledAt.IsZero())
+	assert.True(t, v.Open(), "a cancel may be coerced: a person resolves the alert")
+}
+
+func TestAcknowledgeAndResolve(t *testing.T) {
+	r := newRig(t)
+	r.submit(t, r.event(devices.TypeDuress, 1, true))
+	_, err := r.eng.Acknowledge("btn-1.1", "", "")
+	require.ErrorIs(t, err, ErrTransition)
+	_, err = r.eng.Acknowledge("nope", "op", "")
+	require.ErrorIs(t, err, ErrNotFound)
+
+	r.now = r.now.Add(3 * time.Second)
+	a, err := r.eng.Acknowledge("btn-1.1", "Operator 7", "calling the wearer")
+	require.NoError(t, err)
+	assert.Equal(t, Acknowledged, a.State)
+	assert.Equal(t, r.now, a.AcknowledgedAt)
+	_, err = r.eng.Acknowledge("btn-1.1", "Operator 7", "")
+	require.ErrorIs(t, err, ErrTransition)
+
+	_, err = r.eng.Resolve("btn-1.1", "Operator 7", "")
+	require.ErrorIs(t, err, ErrTransition, "an outcome is required")
+	r.now = r.now.Add(time.Minute)
+	a, err = r.eng.Resolve("btn-1.1", "Operator 7", "police attended; wearer safe")
+	require.NoError(t, err)
+	assert.Equal(t, Resolved, a.State)
+	assert.Equal(t, r.now, a.ResolvedAt)
+	_, err = r.eng.Resolve("btn-1.1", "Operator 7", "again")
+	require.ErrorIs(t, err, ErrTransition)
+	// A late delivery after resolution records the time but keeps the state.
+	r.drain(t)
+	v, err := r.eng.Get("btn-1.1")
+	require.NoError(t, err)
+	assert.Equal(t, Resolved, v.State)
+	assert.False(t, v.DeliveredAt.IsZero())
+}
+
+func TestListPutsUndeliveredFirst(t *testing.T) {
+	r := newRig(t)
+	r.submit(t, r.event(devices.TypeDuress, 1, true))
+	r.drain(t) // delivered
+	r.now = r.now.Add(time.Second)
+	r.submit(t, r.event(devices.TypeDuress, 2, true)) // newer, undelivered
+	r.now = r.now.Add(time.Second)
+	_, err := r.eng.RaiseSystem("arc_link_down", "leeds", "ARC arc0 stopped answering")
+	require.NoError(t, err)
+	list, err := r.eng.List(0)
+	require.NoError(t, err)
+	require.Len(t, list, 3)
+	assert.Equal(t, "btn-1.2", list[0].ID, "undelivered P1 first")
+	assert.Equal(t, "arc_link_down", list[1].Event, "undelivered P2 next")
+	assert.Equal(t, "btn-1.1", list[2].ID)
+	c, err := r.eng.Count()
+	require.NoError(t, err)
+	assert.Equal(t, Counts{Open: 3, Undelivered: 2}, c)
+}
+
+func TestDeviceStatusTracksLatest(t *testing.T) {
+	r := newRig(t)
+	bat := 40
+	ev := r.event(devices.TypeBattery, 3, true)
+	ev.Event.Battery = &bat
+	r.submit(t, ev)
+	old := r.event(devices.TypeHeartbeat, 2, true)
+	old.Event.TS = old.Event.TS.Add(-time.Hour)
+	r.submit(t, old)
+	st, err := r.eng.Status()
+	require.NoError(t, err)
+	require.Len(t, st, 1)
+	assert.Equal(t, "battery", st[0].LastType, "an older event redelivered late does not roll status back")
+	require.NotNil(t, st[0].Battery)
+	assert.Equal(t, 40, *st[0].Battery)
+}
