@@ -69,3 +69,30 @@ func IsPermanent(err error) bool {
 
 // Priority8 is the message's priority clamped to a byte, for ordering keys.
 func (m Message) Priority8() byte { return byte(min(max(m.Priority, 0), 255)) }
+
+// retryAfterError carries the receiver's requested delay before the next try.
+type retryAfterError struct {
+	err   error
+	after time.Duration
+}
+
+func (e retryAfterError) Error() string { return e.err.Error() }
+func (e retryAfterError) Unwrap() error { return e.err }
+
+// RetryAfter wraps a retryable err with the delay the receiver asked for
+// (HTTP Retry-After). The outbox waits at least that long.
+func RetryAfter(err error, after time.Duration) error {
+	if err == nil {
+		return nil
+	}
+	return retryAfterError{err, after}
+}
+
+// RetryDelay returns the delay requested with RetryAfter, if any.
+func RetryDelay(err error) (time.Duration, bool) {
+	var r retryAfterError
+	if errors.As(err, &r) {
+		return r.after, true
+	}
+	return 0, false
+}

@@ -365,6 +365,9 @@ func (d *Dispatcher) Step(ctx context.Context, route string) time.Duration {
 		defer r.mu.Unlock()
 		r.failures++
 		wait := Backoff(d.opts.BackoffBase, d.opts.BackoffMax, r.failures, rand.Float64())
+		if asked, ok := forward.RetryDelay(err); ok {
+			wait = max(wait, min(asked, time.Hour))
+		}
 		r.until = now.Add(wait)
 		if e.LastError != r.lastErr { // log when the error changes, not every attempt
 			d.log.Warn("delivery failed; retrying", "route", route, "key", e.Msg.Key, "attempt", e.Attempts, "retry_in", wait, "err", err)
@@ -404,14 +407,35 @@ func (d *Dispatcher) head(route string) (Entry, bool, error) {
 	return e, ok, err
 }
 
+// update records an attempt's result on the stored entry. It re-reads the
+// entry inside the transaction and copies only the attempt fields, because
+// escalation may have changed the stored copy while the send was under way.
 func (d *Dispatcher) update(e Entry) error {
 	return d.db.Update(func(tx *bolt.Tx) error {
 		b, err := routeBucket(tx, e.Route, bucketPending)
 		if err != nil {
 			return err
 		}
-		return putEntry(b, pendingKey(e.Msg, e.ID), e)
+		cur, err := current(b, e)
+		if err != nil {
+			return err
+		}
+		return putEntry(b, pendingKey(e.Msg, e.ID), cur)
 	})
+}
+
+// current returns the stored pending entry with e's attempt fields applied.
+func current(b *bolt.Bucket, e Entry) (Entry, error) {
+	var cur Entry
+	raw := b.Get(pendingKey(e.Msg, e.ID))
+	if raw == nil {
+		return cur, fmt.Errorf("outbox: entry %d on %s is no longer pending", e.ID, e.Route)
+	}
+	if err := json.Unmarshal(raw, &cur); err != nil {
+		return cur, fmt.Errorf("outbox: decode entry %d: %w", e.ID, err)
+	}
+	cur.State, cur.Attempts, cur.LastAttempt, cur.LastError, cur.DoneAt = e.State, e.Attempts, e.LastAttempt, e.LastError, e.DoneAt
+	return cur, nil
 }
 
 // finish moves e from pending to done and runs hook in the same transaction,
@@ -422,6 +446,10 @@ func (d *Dispatcher) finish(e Entry, hook func(*bolt.Tx, Entry) error) error {
 		if err != nil {
 			return err
 		}
+		cur, err := current(p, e)
+		if err != nil {
+			return err
+		}
 		if err := p.Delete(pendingKey(e.Msg, e.ID)); err != nil {
 			return err
 		}
@@ -429,11 +457,11 @@ func (d *Dispatcher) finish(e Entry, hook func(*bolt.Tx, Entry) error) error {
 		if err != nil {
 			return err
 		}
-		if err := putEntry(done, binary.BigEndian.AppendUint64(nil, e.ID), e); err != nil {
+		if err := putEntry(done, binary.BigEndian.AppendUint64(nil, e.ID), cur); err != nil {
 			return err
 		}
 		if hook != nil {
-			return hook(tx, e)
+			return hook(tx, cur)
 		}
 		return nil
 	})

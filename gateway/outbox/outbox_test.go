@@ -204,3 +204,38 @@ func TestConfigErrors(t *testing.T) {
 	_, err = NewDispatcher(db, []Route{{Name: "a", Sender: &fakeSender{}}, {Name: "a", Sender: &fakeSender{}}}, Hooks{}, Options{})
 	require.ErrorContains(t, err, "configured twice")
 }
+
+// A failed attempt that was under way while escalation ran must not undo the
+// escalation mark, or the backup would get the message again and again.
+func TestAttemptDuringEscalationKeepsMark(t *testing.T) {
+	db := openDB(t)
+	clk := &clock{t: time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)}
+	var d *Dispatcher
+	primary := &escalatingSender{escalate: func() {
+		clk.advance(10 * time.Second)
+		n, err := d.Escalate()
+		require.NoError(t, err)
+		require.Equal(t, 1, n)
+	}}
+	var err error
+	d, err = NewDispatcher(db, []Route{
+		{Name: "arc0", Sender: primary, Backup: "arc1", EscalateAfter: 5 * time.Second},
+		{Name: "arc1", Sender: &fakeSender{}},
+	}, Hooks{}, Options{Now: clk.now})
+	require.NoError(t, err)
+	enqueue(t, db, "arc0", msg("btn-1:1", 1), clk.t)
+	d.Step(context.Background(), "arc0") // fails; escalation ran during the send
+	n, err := d.Escalate()
+	require.NoError(t, err)
+	assert.Equal(t, 0, n, "already escalated")
+	st, err := d.Stats()
+	require.NoError(t, err)
+	assert.Equal(t, 1, st[1].Depth, "the backup has it exactly once")
+}
+
+type escalatingSender struct{ escalate func() }
+
+func (s *escalatingSender) Send(context.Context, forward.Message) error {
+	s.escalate()
+	return errors.New("timeout")
+}

@@ -1,0 +1,59 @@
+# Vigil — edge gateway for lone-worker safety.
+#   make run    start Vigil on its embedded defaults (broker, ./var, http 127.0.0.1:8080)
+#   make test   install test dependencies if missing, then run the whole suite
+
+GO       ?= go
+BIN      := bin
+PKGS     := ./...
+VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS  := -s -w -X main.version=$(VERSION)
+STATICCHECK_VERSION := 2025.1.1
+
+.PHONY: all build run test test-short testenv bench cross lint fuzz clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN)/ ./cmd/...
+
+run: build
+	$(BIN)/vigil run
+
+# testenv installs Mosquitto, socat and the independent DC-09 receiver when
+# they are missing; it is a no-op on a machine that has them.
+testenv:
+	@deploy/testenv/install.sh > $(BIN)/.testenv || (rm -f $(BIN)/.testenv; exit 1)
+
+test: | $(BIN)
+	@deploy/testenv/install.sh > $(BIN)/.testenv
+	. ./$(BIN)/.testenv && export VIGIL_SIA_DIR && \
+	  $(GO) vet $(PKGS) && \
+	  $(GO) test -race -shuffle=on -timeout 12m $(PKGS)
+
+test-short:
+	$(GO) test -short -race $(PKGS)
+
+# Short fuzz runs of every parser; longer with FUZZTIME=5m.
+FUZZTIME ?= 20s
+fuzz:
+	$(GO) test -run='^$$' -fuzz=FuzzDecode -fuzztime=$(FUZZTIME) ./devices/
+	$(GO) test -run='^$$' -fuzz=FuzzParseFrame -fuzztime=$(FUZZTIME) ./gateway/forward/dc09/
+
+bench: | $(BIN)
+	@deploy/testenv/install.sh > $(BIN)/.testenv
+	$(GO) test -run='^$$' -bench=. -benchmem ./devices/ ./gateway/...
+	. ./$(BIN)/.testenv && VIGIL_E2E_BENCH=1 $(GO) test -run='^$$' -bench=E2E -benchtime=1x -timeout 20m ./gateway/e2e/
+
+cross:
+	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/linux-arm64/ ./cmd/...
+	CGO_ENABLED=0 GOOS=linux GOARCH=arm GOARM=7 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/linux-armv7/ ./cmd/...
+
+lint:
+	$(GO) vet $(PKGS)
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) $(PKGS)
+
+$(BIN):
+	@mkdir -p $(BIN)
+
+clean:
+	rm -rf $(BIN) dist

@@ -1,0 +1,219 @@
+// Command vigil is the Vigil edge gateway: `vigil run` starts it, `vigil
+// device add|list` manages the device registry. Every subcommand takes
+// --state DIR and --config FILE and exits non-zero with a one-line reason when
+// it fails.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/vigil-gw/vigil/devices/registry"
+	"github.com/vigil-gw/vigil/gateway/app"
+)
+
+func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+
+const usage = `usage: vigil <command> [flags]
+
+commands:
+  run                     start the gateway (embedded broker, ./var, http 127.0.0.1:8080 by default)
+  device add ID --kind button|camera --site SITE --wearer NAME [--camera CAMERA_ID]
+  device list
+Run "vigil <command> -h" for the flags of a command.
+`
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	var err error
+	switch cmd := args[0]; {
+	case cmd == "run":
+		err = runGateway(args[1:], stderr)
+	case cmd == "device" && len(args) > 1 && args[1] == "add":
+		err = deviceAdd(args[2:], stdout, stderr)
+	case cmd == "device" && len(args) > 1 && args[1] == "list":
+		err = deviceList(args[2:], stdout, stderr)
+	case cmd == "-h" || cmd == "--help" || cmd == "help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "vigil:", oneLine(err))
+		return 1
+	}
+	return 0
+}
+
+// oneLine joins a multi-line error (several config problems) into one line.
+func oneLine(err error) string { return strings.ReplaceAll(err.Error(), "\n", "; ") }
+
+// multi is a repeatable string flag.
+type multi []string
+
+func (m *multi) String() string     { return strings.Join(*m, ",") }
+func (m *multi) Set(s string) error { *m = append(*m, s); return nil }
+
+// common are the flags every subcommand shares.
+type common struct {
+	state, config string
+}
+
+func (c *common) add(fs *flag.FlagSet) {
+	fs.StringVar(&c.state, "state", "", "state directory (default ./var, or the config file's state)")
+	fs.StringVar(&c.config, "config", "", "YAML configuration file (see deploy/examples/vigil.yaml)")
+}
+
+// load returns the configuration: defaults, then the config file, then flags.
+func (c *common) load() (app.Config, error) {
+	cfg := app.DefaultConfig()
+	if c.config != "" {
+		var err error
+		if cfg, err = app.LoadConfig(c.config); err != nil {
+			return cfg, err
+		}
+	}
+	if c.state != "" {
+		cfg.State = c.state
+	}
+	return cfg, nil
+}
+
+func runGateway(args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("vigil run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var c common
+	c.add(fs)
+	httpAddr := fs.String("http", "", "HTTP listen address for the API, health and metrics (default 127.0.0.1:8080)")
+	brokerListen := fs.String("broker-listen", "", "embedded MQTT broker address (default 127.0.0.1:1883)")
+	mqttURL := fs.String("mqtt", "", "external broker URL tcp://host:port or ssl://host:port (disables the embedded broker)")
+	var arcs, hooks multi
+	fs.Var(&arcs, "arc", "DC-09 receiver tcp://host:port?account=1234&receiver=1&prefix=1&format=adm-cid|sia-dcs&key=HEX (repeatable: first primary, then backups)")
+	fs.Var(&hooks, "webhook", "webhook URL for CloudEvents (repeatable)")
+	secretFile := fs.String("webhook-secret-file", "", "file holding the webhook HMAC key")
+	site := fs.String("site", "", "this gateway's site id (default demo)")
+	gatewayID := fs.String("gateway-id", "", "stable gateway id, used as the MQTT client id (default vigil-HOSTNAME)")
+	logLevel := fs.String("log-level", "", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("run: unexpected argument %q", fs.Arg(0))
+	}
+	cfg, err := c.load()
+	if err != nil {
+		return err
+	}
+	set := func(dst *string, v string) {
+		if v != "" {
+			*dst = v
+		}
+	}
+	set(&cfg.HTTP, *httpAddr)
+	set(&cfg.Broker.Listen, *brokerListen)
+	set(&cfg.MQTT.URL, *mqttURL)
+	set(&cfg.Alerts.WebhookSecretFile, *secretFile)
+	set(&cfg.Site, *site)
+	set(&cfg.GatewayID, *gatewayID)
+	set(&cfg.LogLevel, *logLevel)
+	if len(arcs) > 0 {
+		cfg.ARC = nil
+		for _, u := range arcs {
+			cfg.ARC = append(cfg.ARC, app.ARCConfig{URL: u})
+		}
+	}
+	if len(hooks) > 0 {
+		cfg.Webhooks = nil
+		for _, u := range hooks {
+			cfg.Webhooks = append(cfg.Webhooks, app.HookConfig{URL: u})
+		}
+	}
+	level, err := app.ParseLevel(cfg.LogLevel)
+	if err != nil {
+		return fmt.Errorf("log level: %w", err)
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	a, err := app.New(cfg, log)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return a.Run(ctx)
+}
+
+func deviceAdd(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("vigil device add", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var c common
+	c.add(fs)
+	kind := fs.String("kind", "", "button or camera")
+	site := fs.String("site", "", "site id")
+	wearer := fs.String("wearer", "", "name of the person who wears it")
+	camera := fs.String("camera", "", "paired camera id (buttons)")
+	// The id comes first ("device add ID --kind …"); flag parsing stops at the
+	// first non-flag, so take it off before parsing.
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		fs.Usage()
+		return errors.New("device add: the device ID comes first: vigil device add ID --kind button --site SITE --wearer NAME")
+	}
+	id, rest := args[0], args[1:]
+	if err := fs.Parse(rest); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("device add: unexpected argument %q", fs.Arg(0))
+	}
+	cfg, err := c.load()
+	if err != nil {
+		return err
+	}
+	d, err := app.OpenRegistry(cfg.State).Add(registry.Device{ID: id, Kind: registry.Kind(*kind), Site: *site, Wearer: *wearer, Camera: *camera}, time.Now())
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "added %s %s at %s for %s (zone %03d)\n", d.Kind, d.ID, d.Site, d.Wearer, d.Zone)
+	return nil
+}
+
+func deviceList(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("vigil device list", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var c common
+	c.add(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := c.load()
+	if err != nil {
+		return err
+	}
+	list, err := app.OpenRegistry(cfg.State).List()
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tKIND\tSITE\tZONE\tWEARER\tCAMERA\tADDED")
+	for _, d := range list {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%03d\t%s\t%s\t%s\n", d.ID, d.Kind, d.Site, d.Zone, d.Wearer, d.Camera, d.Added.Format(time.RFC3339))
+	}
+	return tw.Flush()
+}

@@ -1,0 +1,385 @@
+// Package app assembles a running Vigil gateway from its configuration: the
+// embedded broker (or an external one), the MQTT transport, the journal, the
+// alert engine, the outbox and its forwarders, and the HTTP API. cmd/vigil is a
+// thin shell around it; tests start the same App in-process.
+package app
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/vigil-gw/vigil/devices"
+	"github.com/vigil-gw/vigil/devices/mqtt"
+	"github.com/vigil-gw/vigil/devices/registry"
+	"github.com/vigil-gw/vigil/gateway/alert"
+	"github.com/vigil-gw/vigil/gateway/broker"
+	"github.com/vigil-gw/vigil/gateway/forward/dc09"
+	"github.com/vigil-gw/vigil/gateway/forward/wearer"
+	"github.com/vigil-gw/vigil/gateway/forward/webhook"
+	"github.com/vigil-gw/vigil/gateway/journal"
+	"github.com/vigil-gw/vigil/gateway/outbox"
+)
+
+// Route names. ARC receivers are arc0 (primary), arc1, …; webhooks webhook0, ….
+const wearerRoute = "wearer"
+
+func arcRoute(i int) string     { return "arc" + strconv.Itoa(i) }
+func webhookRoute(i int) string { return "webhook" + strconv.Itoa(i) }
+
+// StateFiles names the files in the state directory.
+const (
+	StateDB     = "vigil.db"
+	BrokerDB    = "broker.db"
+	RegistryDB  = "devices.json"
+	stateDBMode = 0o600
+)
+
+// OpenRegistry returns the device registry of a state directory.
+func OpenRegistry(stateDir string) *registry.Registry {
+	return registry.Open(filepath.Join(stateDir, RegistryDB))
+}
+
+// App is one gateway.
+type App struct {
+	cfg      Config
+	log      *slog.Logger
+	db       *bolt.DB
+	registry *registry.Registry
+	journal  *journal.Journal
+	engine   *alert.Engine
+	outbox   *outbox.Dispatcher
+	mqtt     *mqtt.Client
+	broker   *broker.Broker
+	arcs     []*dc09.Client
+	metrics  *metrics
+	http     *http.Server
+	httpLn   net.Listener
+	limiter  *logLimiter
+}
+
+// New opens the state directory and builds every component. Nothing runs
+// until Run. It fails fast, naming what is wrong, if another gateway holds the
+// state directory or a secret cannot be read.
+func New(cfg Config, log *slog.Logger) (a *App, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if err := os.MkdirAll(cfg.State, 0o750); err != nil {
+		return nil, fmt.Errorf("state directory: %w", err)
+	}
+	dbPath := filepath.Join(cfg.State, StateDB)
+	db, err := bolt.Open(dbPath, stateDBMode, &bolt.Options{Timeout: 2 * time.Second})
+	if err != nil {
+		if errors.Is(err, bolt.ErrTimeout) {
+			return nil, fmt.Errorf("state %s is in use by another vigil process", dbPath)
+		}
+		return nil, fmt.Errorf("open state %s: %w", dbPath, err)
+	}
+	a = &App{cfg: cfg, log: log, db: db, registry: OpenRegistry(cfg.State), limiter: newLogLimiter(time.Minute)}
+	defer func() {
+		if err != nil {
+			a.Close()
+		}
+	}()
+	a.metrics = newMetrics()
+
+	routes := alert.Routes{Wearer: wearerRoute}
+	var oroutes []outbox.Route
+	for i, ac := range cfg.ARC {
+		dcfg, err := dc09.ParseURL(ac.URL)
+		if err != nil {
+			return nil, fmt.Errorf("arc[%d]: %w", i, err)
+		}
+		if ac.KeyFile != "" {
+			hexKey, err := readSecret(ac.KeyFile)
+			if err != nil {
+				return nil, fmt.Errorf("arc[%d]: %w", i, err)
+			}
+			if dcfg.Key, err = hex.DecodeString(string(hexKey)); err != nil {
+				return nil, fmt.Errorf("arc[%d]: key file %s: not hex: %w", i, ac.KeyFile, err)
+			}
+		}
+		name := arcRoute(i)
+		dcfg.AckTimeout = cfg.Alerts.AckTimeout
+		dcfg.LinkTest = cfg.Alerts.LinkTest
+		dcfg.Logger = log.With("route", name)
+		dcfg.OnLink = func(up bool, err error) { a.onARCLink(name, dcfg.Addr, up, err) }
+		c := dc09.New(dcfg)
+		a.arcs = append(a.arcs, c)
+		routes.ARC = append(routes.ARC, name)
+		r := outbox.Route{Name: name, Sender: c}
+		if i+1 < len(cfg.ARC) {
+			r.Backup, r.EscalateAfter = arcRoute(i+1), cfg.Alerts.EscalateAfter
+		}
+		oroutes = append(oroutes, r)
+		a.metrics.arcUp.WithLabelValues(name).Set(1)
+	}
+	for i, hc := range cfg.Webhooks {
+		secretFile := hc.SecretFile
+		if secretFile == "" {
+			secretFile = cfg.Alerts.WebhookSecretFile
+		}
+		secret, err := readSecret(secretFile)
+		if err != nil {
+			return nil, fmt.Errorf("webhooks[%d]: %w", i, err)
+		}
+		s, err := webhook.New(webhook.Config{URL: hc.URL, Secret: secret, Source: "urn:vigil:gateway:" + cfg.GatewayID})
+		if err != nil {
+			return nil, fmt.Errorf("webhooks[%d]: %w", i, err)
+		}
+		routes.Webhooks = append(routes.Webhooks, webhookRoute(i))
+		oroutes = append(oroutes, outbox.Route{Name: webhookRoute(i), Sender: s})
+	}
+
+	if a.engine, err = alert.New(db, routes, time.Now); err != nil {
+		return nil, err
+	}
+	a.engine.OnDelivered = func(al alert.Alert) {
+		a.metrics.deliveryLatency.WithLabelValues(al.Event, al.DeliveredVia).Observe(al.DeliveredAt.Sub(al.RaisedAt).Seconds())
+	}
+
+	mqttURL := cfg.MQTT.URL
+	if mqttURL == "" {
+		if a.broker, err = broker.Start(broker.Config{Addr: cfg.Broker.Listen, StorePath: filepath.Join(cfg.State, BrokerDB), Logger: log}); err != nil {
+			return nil, err
+		}
+		mqttURL = "tcp://" + a.broker.Addr()
+	}
+	mcfg := mqtt.Config{URL: mqttURL, ClientID: cfg.GatewayID, Username: cfg.MQTT.Username, Logger: log,
+		OnConnection: func(up bool) { a.metrics.mqttUp.Set(b2f(up)) }}
+	if cfg.MQTT.PasswordFile != "" {
+		pw, err := readSecret(cfg.MQTT.PasswordFile)
+		if err != nil {
+			return nil, fmt.Errorf("mqtt: %w", err)
+		}
+		mcfg.Password = string(pw)
+	}
+	if cfg.MQTT.CAFile != "" {
+		pem, err := os.ReadFile(cfg.MQTT.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("mqtt: ca_file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("mqtt: ca_file %s has no PEM certificates", cfg.MQTT.CAFile)
+		}
+		mcfg.TLS = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	if a.mqtt, err = mqtt.New(mcfg, a.ingest); err != nil {
+		return nil, err
+	}
+	oroutes = append(oroutes, outbox.Route{Name: wearerRoute, Sender: wearer.New(a.mqtt)})
+
+	a.outbox, err = outbox.NewDispatcher(db, oroutes, outbox.Hooks{Delivered: a.engine.Delivered}, outbox.Options{
+		BackoffBase: cfg.Outbox.BackoffBase, BackoffMax: cfg.Outbox.BackoffMax, Logger: log, Observe: a.observeAttempt})
+	if err != nil {
+		return nil, err
+	}
+	if a.journal, err = journal.New(db, journal.Options{Apply: a.engine.Apply, Committed: a.outbox.Wake, Logger: log}); err != nil {
+		return nil, err
+	}
+	a.metrics.register(a)
+
+	if a.httpLn, err = net.Listen("tcp", cfg.HTTP); err != nil {
+		return nil, fmt.Errorf("http: listen %s: %w", cfg.HTTP, err)
+	}
+	a.http = &http.Server{Handler: a.routes(), ReadHeaderTimeout: 5 * time.Second}
+	return a, nil
+}
+
+// HTTPAddr is the address the API listens on (useful with port 0).
+func (a *App) HTTPAddr() string { return a.httpLn.Addr().String() }
+
+// BrokerAddr is the embedded broker's address, or "" with an external broker.
+func (a *App) BrokerAddr() string {
+	if a.broker == nil {
+		return ""
+	}
+	return a.broker.Addr()
+}
+
+// Run runs every component until ctx is done, then shuts down within a bounded
+// time, committing whatever the journal already holds.
+func (a *App) Run(ctx context.Context) error {
+	defer a.Close()
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return a.journal.Run(gctx) })
+	g.Go(func() error { return a.outbox.Run(gctx) })
+	for _, c := range a.arcs {
+		g.Go(func() error { return c.Run(gctx) })
+	}
+	if a.broker != nil {
+		g.Go(func() error { return a.broker.Run(gctx) })
+	}
+	g.Go(func() error { return a.mqtt.Run(gctx) })
+	g.Go(func() error {
+		err := a.http.Serve(a.httpLn)
+		if errors.Is(err, http.ErrServerClosed) {
+			return nil
+		}
+		return fmt.Errorf("http: %w", err)
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return a.http.Shutdown(sctx)
+	})
+	a.log.Info("vigil running", "http", a.HTTPAddr(), "broker", a.BrokerAddr(), "mqtt", a.cfg.MQTT.URL, "state", a.cfg.State,
+		"arc_receivers", len(a.arcs), "webhooks", len(a.cfg.Webhooks))
+	return g.Wait()
+}
+
+// Close releases the state database. Run calls it on return.
+func (a *App) Close() {
+	for _, c := range a.arcs {
+		c.Close()
+	}
+	if a.httpLn != nil {
+		a.httpLn.Close()
+	}
+	if a.db != nil {
+		a.db.Close()
+	}
+}
+
+// ingest handles one MQTT delivery: reject what is invalid, journal what is
+// valid, and acknowledge to the broker only once either is durable.
+func (a *App) ingest(d mqtt.Delivery) {
+	ctx := context.Background()
+	if d.Err != nil {
+		a.reject(ctx, d, devices.Reason(d.Err), d.Err)
+		return
+	}
+	ev := d.Decoded.Event
+	reg, known, err := a.registry.Lookup(ev.Device)
+	if err != nil {
+		// A broken registry must not stop alarms: treat the device as unknown.
+		a.log.Error("registry lookup failed", "err", err)
+	}
+	if !known && !ev.Type.Urgent() {
+		a.reject(ctx, d, "device", fmt.Errorf("devices: device: %s is not registered (only a duress is accepted from an unknown device)", ev.Device))
+		return
+	}
+	rec := journal.Record{Site: d.Decoded.Site, Event: ev, Received: d.Received, Source: "mqtt", Warnings: d.Decoded.Warnings}
+	if known {
+		rec.Registered = &reg
+	}
+	a.journal.Submit(ctx, rec, func(o journal.Outcome, err error) {
+		if err != nil {
+			return // not acknowledged: the broker redelivers after reconnect
+		}
+		d.Ack()
+		switch o {
+		case journal.Appended:
+			a.metrics.eventsIn.WithLabelValues(string(ev.Type), "mqtt").Inc()
+		case journal.Duplicate:
+			a.metrics.duplicates.Inc()
+		case journal.Conflict:
+			a.metrics.rejected.WithLabelValues("seq").Inc()
+		}
+		if len(rec.Warnings) > 0 && a.limiter.allow(ev.Device) {
+			a.log.Warn("urgent event accepted with problems", "device", ev.Device, "type", ev.Type, "warnings", rec.Warnings)
+		}
+	})
+}
+
+func (a *App) reject(ctx context.Context, d mqtt.Delivery, reason string, cause error) {
+	_, device, _ := devices.ParseEventTopic(d.Topic)
+	a.metrics.rejected.WithLabelValues(reason).Inc()
+	if a.limiter.allow("reject:" + device) {
+		a.log.Warn("rejected device message", "topic", d.Topic, "reason", reason, "err", cause)
+	}
+	a.journal.Quarantine(ctx, journal.Rejected{Received: d.Received, Source: "mqtt", Topic: d.Topic, Device: device,
+		Reason: reason, Error: cause.Error(), Payload: d.Payload}, func(_ journal.Outcome, err error) {
+		if err == nil {
+			d.Ack() // kept in quarantine: the broker need not send it again
+		}
+	})
+}
+
+func (a *App) observeAttempt(route string, e outbox.Entry, err error) {
+	result := "ok"
+	switch {
+	case err == nil:
+	case errors.Is(err, context.Canceled):
+		return
+	default:
+		result = "retry"
+		if e.State == outbox.Failed {
+			result = "permanent"
+		}
+	}
+	a.metrics.attempts.WithLabelValues(route, result).Inc()
+}
+
+// onARCLink raises an alert of its own when a receiver stops answering.
+func (a *App) onARCLink(route, addr string, up bool, err error) {
+	a.metrics.arcUp.WithLabelValues(route).Set(b2f(up))
+	if up {
+		a.log.Info("ARC receiver answering again", "route", route, "addr", addr)
+		return
+	}
+	a.log.Error("ARC receiver not answering", "route", route, "addr", addr, "err", err)
+	if _, rerr := a.engine.RaiseSystem("arc_link_down", a.cfg.Site,
+		fmt.Sprintf("ARC receiver %s (%s) is not answering: %v", route, addr, err)); rerr != nil {
+		a.log.Error("could not raise link alert", "err", rerr)
+	}
+	a.outbox.Wake()
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// logLimiter lets a key log at most once per period, so a misbehaving device
+// cannot flood the log.
+type logLimiter struct {
+	period time.Duration
+	mu     sync.Mutex
+	last   map[string]time.Time
+}
+
+func newLogLimiter(period time.Duration) *logLimiter {
+	return &logLimiter{period: period, last: map[string]time.Time{}}
+}
+
+func (l *logLimiter) allow(key string) bool {
+	now := time.Now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if t, ok := l.last[key]; ok && now.Sub(t) < l.period {
+		return false
+	}
+	if len(l.last) > 10000 { // bound memory against many distinct bad ids
+		for k, t := range l.last {
+			if now.Sub(t) >= l.period {
+				delete(l.last, k)
+			}
+		}
+	}
+	l.last[key] = now
+	return true
+}

@@ -1,0 +1,204 @@
+package app
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/vigil-gw/vigil/devices"
+)
+
+// Config is everything `vigil run` can be told. Every key is documented in
+// deploy/examples/vigil.yaml.
+type Config struct {
+	State string `yaml:"state"` // state directory
+	HTTP  string `yaml:"http"`  // API, health and metrics listen address
+	Site  string `yaml:"site"`  // this gateway's site id, used for its own alerts
+	// GatewayID names this gateway: the MQTT client id and the CloudEvents
+	// source derive from it. It must stay the same across restarts.
+	GatewayID string       `yaml:"gateway_id"`
+	LogLevel  string       `yaml:"log_level"`
+	Broker    BrokerConfig `yaml:"broker"`
+	MQTT      MQTTConfig   `yaml:"mqtt"`
+	ARC       []ARCConfig  `yaml:"arc"`
+	Webhooks  []HookConfig `yaml:"webhooks"`
+	Alerts    AlertsConfig `yaml:"alerts"`
+	Outbox    OutboxConfig `yaml:"outbox"`
+}
+
+// BrokerConfig configures the embedded broker, used when MQTT.URL is empty.
+type BrokerConfig struct {
+	Listen string `yaml:"listen"`
+}
+
+// MQTTConfig points Vigil at an external broker.
+type MQTTConfig struct {
+	URL          string `yaml:"url"` // tcp:// or ssl://; empty: the embedded broker
+	Username     string `yaml:"username"`
+	PasswordFile string `yaml:"password_file"`
+	CAFile       string `yaml:"ca_file"`
+}
+
+// ARCConfig is one alarm receiver; the first is primary, the rest backups.
+type ARCConfig struct {
+	URL string `yaml:"url"` // tcp://host:port?account=…&receiver=…&prefix=…&format=…&key=…
+	// KeyFile holds the AES key in hex, instead of key= in the URL.
+	KeyFile string `yaml:"key_file"`
+}
+
+// HookConfig is one webhook receiver.
+type HookConfig struct {
+	URL        string `yaml:"url"`
+	SecretFile string `yaml:"secret_file"` // HMAC key; defaults to alerts.webhook_secret_file
+}
+
+// AlertsConfig tunes alert handling.
+type AlertsConfig struct {
+	EscalateAfter     time.Duration `yaml:"escalate_after"` // primary ARC silence before the backup gets it too
+	LinkTest          time.Duration `yaml:"link_test"`      // DC-09 NULL interval
+	AckTimeout        time.Duration `yaml:"ack_timeout"`    // DC-09 wait for ACK
+	WebhookSecretFile string        `yaml:"webhook_secret_file"`
+}
+
+// OutboxConfig tunes retries.
+type OutboxConfig struct {
+	BackoffBase time.Duration `yaml:"backoff_base"`
+	BackoffMax  time.Duration `yaml:"backoff_max"`
+}
+
+// DefaultConfig is a gateway that works on a fresh machine with nothing else
+// installed: embedded broker on loopback, state in ./var, API on loopback.
+func DefaultConfig() Config {
+	host, _ := os.Hostname()
+	id := "vigil"
+	if devices.ValidID(host) {
+		id = "vigil-" + host
+	}
+	return Config{
+		State:     "./var",
+		HTTP:      "127.0.0.1:8080",
+		Site:      "demo",
+		GatewayID: id,
+		LogLevel:  "info",
+		Broker:    BrokerConfig{Listen: "127.0.0.1:1883"},
+		Alerts:    AlertsConfig{EscalateAfter: 5 * time.Second, LinkTest: 60 * time.Second, AckTimeout: 5 * time.Second},
+		Outbox:    OutboxConfig{BackoffBase: 250 * time.Millisecond, BackoffMax: 15 * time.Second},
+	}
+}
+
+// LoadConfig reads a YAML file over the defaults. Unknown keys are an error;
+// relative paths resolve against the file's directory.
+func LoadConfig(path string) (Config, error) {
+	cfg := DefaultConfig()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return cfg, fmt.Errorf("config: %w", err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(raw))
+	dec.KnownFields(true)
+	// An empty file (io.EOF) means all defaults.
+	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
+		return cfg, fmt.Errorf("config %s: %w", path, err)
+	}
+	dir := filepath.Dir(path)
+	rel := func(p *string) {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(dir, *p)
+		}
+	}
+	rel(&cfg.State)
+	rel(&cfg.MQTT.PasswordFile)
+	rel(&cfg.MQTT.CAFile)
+	rel(&cfg.Alerts.WebhookSecretFile)
+	for i := range cfg.ARC {
+		rel(&cfg.ARC[i].KeyFile)
+	}
+	for i := range cfg.Webhooks {
+		rel(&cfg.Webhooks[i].SecretFile)
+	}
+	return cfg, nil
+}
+
+// Validate checks the configuration and says what to change.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf("config: "+format, a...)) }
+	if c.State == "" {
+		bad("state: a state directory is required")
+	}
+	if _, _, err := net.SplitHostPort(c.HTTP); err != nil {
+		bad("http: %q is not host:port", c.HTTP)
+	}
+	if !devices.ValidID(c.Site) {
+		bad("site: %q must be 1-64 of A-Z a-z 0-9 _ -", c.Site)
+	}
+	if !devices.ValidID(c.GatewayID) {
+		bad("gateway_id: %q must be 1-64 of A-Z a-z 0-9 _ -", c.GatewayID)
+	}
+	if c.MQTT.URL == "" {
+		if _, _, err := net.SplitHostPort(c.Broker.Listen); err != nil {
+			bad("broker.listen: %q is not host:port", c.Broker.Listen)
+		}
+	} else if u, err := url.Parse(c.MQTT.URL); err != nil || (u.Scheme != "tcp" && u.Scheme != "ssl" && u.Scheme != "tls") || u.Host == "" {
+		bad("mqtt.url: %q must be tcp://host:port or ssl://host:port", c.MQTT.URL)
+	}
+	for i, h := range c.Webhooks {
+		if h.SecretFile == "" && c.Alerts.WebhookSecretFile == "" {
+			bad("webhooks[%d]: %s needs a secret file (secret_file or --webhook-secret-file)", i, redact(h.URL))
+		}
+	}
+	if c.Alerts.EscalateAfter <= 0 || c.Alerts.AckTimeout <= 0 {
+		bad("alerts: escalate_after and ack_timeout must be positive")
+	}
+	if _, err := ParseLevel(c.LogLevel); err != nil {
+		bad("log_level: %v", err)
+	}
+	return errors.Join(errs...)
+}
+
+func redact(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparseable url)"
+	}
+	u.RawQuery = ""
+	return u.Redacted()
+}
+
+// readSecret reads a secret file, trimming surrounding white space.
+func readSecret(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("secret file: %w", err)
+	}
+	b = bytes.TrimSpace(b)
+	if len(b) == 0 {
+		return nil, fmt.Errorf("secret file %s is empty", path)
+	}
+	return b, nil
+}
+
+// ParseLevel turns a log level name into a slog level.
+func ParseLevel(s string) (slog.Level, error) {
+	switch strings.ToLower(s) {
+	case "debug":
+		return -4, nil
+	case "", "info":
+		return 0, nil
+	case "warn":
+		return 4, nil
+	case "error":
+		return 8, nil
+	}
+	return 0, fmt.Errorf("%q is not debug, info, warn or error", s)
+}
