@@ -119,8 +119,13 @@ func New(cfg Config, log *slog.Logger) (a *App, err error) {
 			}
 		}
 		name := arcRoute(i)
-		dcfg.AckTimeout = cfg.Alerts.AckTimeout
-		dcfg.LinkTest = cfg.Alerts.LinkTest
+		// The receiver's own URL parameters win over the general settings.
+		if dcfg.AckTimeout == 0 {
+			dcfg.AckTimeout = cfg.Alerts.AckTimeout
+		}
+		if dcfg.LinkTest == 0 {
+			dcfg.LinkTest = cfg.Alerts.LinkTest
+		}
 		dcfg.Logger = log.With("route", name)
 		dcfg.OnLink = func(up bool, err error) { a.onARCLink(name, dcfg.Addr, up, err) }
 		c := dc09.New(dcfg)
