@@ -296,11 +296,8 @@ func (e *Engine) Delivered(tx *bolt.Tx, en outbox.Entry) error {
 	// Tell the wearer that help is coming once an ARC has the alarm, or, for
 	// an alert no ARC will get, once anyone has it.
 	arcBound := slices.ContainsFunc(a.Routes, e.routes.IsARC)
-	if !a.Feedback && e.routes.Wearer != "" && a.Device != "" && (e.routes.IsARC(en.Route) || !arcBound) {
-		a.Feedback = true
-		m := a.message(forward.KindAlarm, a.Key+":received", a.Seq)
-		m.Event = devices.CmdAlertReceived
-		if _, err := outbox.Enqueue(tx, e.routes.Wearer, m, e.now()); err != nil {
+	if e.routes.IsARC(en.Route) || !arcBound {
+		if err := e.confirmToWearer(tx, &a); err != nil {
 			return err
 		}
 	}
@@ -311,6 +308,18 @@ func (e *Engine) Delivered(tx *bolt.Tx, en outbox.Entry) error {
 		e.OnDelivered(a)
 	}
 	return nil
+}
+
+// confirmToWearer queues "alert_received" to the wearer's device, once.
+func (e *Engine) confirmToWearer(tx *bolt.Tx, a *Alert) error {
+	if a.Feedback || e.routes.Wearer == "" || a.Device == "" {
+		return nil
+	}
+	a.Feedback = true
+	m := a.message(forward.KindAlarm, a.Key+":received", a.Seq)
+	m.Event = devices.CmdAlertReceived
+	_, err := outbox.Enqueue(tx, e.routes.Wearer, m, e.now())
+	return err
 }
 
 // RaiseSystem raises an alert about the gateway itself (a receiver that stopped
@@ -335,12 +344,14 @@ func (e *Engine) RaiseSystem(kind, site, text string) (Alert, error) {
 	return a, nil
 }
 
-// Acknowledge records that a person has taken the alert.
+// Acknowledge records that a person has taken the alert. A person taking it
+// is as good as a receiver's ACK for the wearer: if no confirmation has gone
+// to the device yet, one is queued now.
 func (e *Engine) Acknowledge(id, by, note string) (Alert, error) {
 	if strings.TrimSpace(by) == "" {
 		return Alert{}, fmt.Errorf("%w: acknowledge needs the name of the person (by)", ErrTransition)
 	}
-	return e.update(id, func(a *Alert, now time.Time) error {
+	return e.update(id, func(tx *bolt.Tx, a *Alert, now time.Time) error {
 		if a.State == Acknowledged || a.State == Resolved {
 			return fmt.Errorf("%w: %s is already %s", ErrTransition, a.ID, a.State)
 		}
@@ -348,7 +359,7 @@ func (e *Engine) Acknowledge(id, by, note string) (Alert, error) {
 		if note != "" {
 			a.Notes = append(a.Notes, Note{At: now, By: by, Text: note})
 		}
-		return nil
+		return e.confirmToWearer(tx, a)
 	})
 }
 
@@ -358,7 +369,7 @@ func (e *Engine) Resolve(id, by, outcome string) (Alert, error) {
 	if strings.TrimSpace(by) == "" || strings.TrimSpace(outcome) == "" {
 		return Alert{}, fmt.Errorf("%w: resolve needs the person (by) and an outcome", ErrTransition)
 	}
-	return e.update(id, func(a *Alert, now time.Time) error {
+	return e.update(id, func(_ *bolt.Tx, a *Alert, now time.Time) error {
 		if a.State == Resolved {
 			return fmt.Errorf("%w: %s is already resolved", ErrTransition, a.ID)
 		}
@@ -370,14 +381,14 @@ func (e *Engine) Resolve(id, by, outcome string) (Alert, error) {
 	})
 }
 
-func (e *Engine) update(id string, f func(*Alert, time.Time) error) (Alert, error) {
+func (e *Engine) update(id string, f func(*bolt.Tx, *Alert, time.Time) error) (Alert, error) {
 	var a Alert
 	err := e.db.Update(func(tx *bolt.Tx) error {
 		var err error
 		if a, err = get(tx, id); err != nil {
 			return err
 		}
-		if err := f(&a, e.now()); err != nil {
+		if err := f(tx, &a, e.now()); err != nil {
 			return err
 		}
 		return putJSON(tx.Bucket(bucketAlerts), a.ID, a)

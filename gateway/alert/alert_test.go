@@ -252,3 +252,18 @@ func TestDeviceStatusTracksLatest(t *testing.T) {
 	require.NotNil(t, st[0].Battery)
 	assert.Equal(t, 40, *st[0].Battery)
 }
+
+// With no receiver at all, a person acknowledging the alert is what tells the
+// wearer that help is coming.
+func TestAcknowledgeConfirmsToWearerWhenNoReceiverDid(t *testing.T) {
+	r := newRig(t)
+	r.eng.routes = Routes{Wearer: "wearer"} // no ARC, no webhook
+	r.submit(t, r.event(devices.TypeDuress, 1, true))
+	r.drain(t)
+	assert.Empty(t, r.wearer.msgs, "nobody has taken it yet")
+	_, err := r.eng.Acknowledge("btn-1.1", "Operator 7", "")
+	require.NoError(t, err)
+	r.drain(t)
+	require.Len(t, r.wearer.msgs, 1)
+	assert.Equal(t, devices.CmdAlertReceived, r.wearer.msgs[0].Event)
+}
