@@ -5,9 +5,9 @@
 GO       ?= go
 BIN      := bin
 PKGS     := ./...
-VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
-LDFLAGS  := -s -w -X main.version=$(VERSION)
-STATICCHECK_VERSION := 2025.1.1
+
+LDFLAGS  := -s -w
+STATICCHECK_VERSION := v0.8.2
 
 .PHONY: all build run test test-short testenv bench cross lint fuzz clean
 

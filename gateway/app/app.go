@@ -22,6 +22,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/vigil-gw/vigil/devices"
@@ -76,7 +77,7 @@ type App struct {
 // New opens the state directory and builds every component. Nothing runs
 // until Run. It fails fast, naming what is wrong, if another gateway holds the
 // state directory or a secret cannot be read.
-func New(cfg Config, log *slog.Logger) (a *App, err error) {
+func New(cfg Config, log *slog.Logger) (_ *App, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -89,12 +90,12 @@ func New(cfg Config, log *slog.Logger) (a *App, err error) {
 	dbPath := filepath.Join(cfg.State, StateDB)
 	db, err := bolt.Open(dbPath, stateDBMode, &bolt.Options{Timeout: 2 * time.Second})
 	if err != nil {
-		if errors.Is(err, bolt.ErrTimeout) {
+		if errors.Is(err, bolterrors.ErrTimeout) {
 			return nil, fmt.Errorf("state %s is in use by another vigil process", dbPath)
 		}
 		return nil, fmt.Errorf("open state %s: %w", dbPath, err)
 	}
-	a = &App{cfg: cfg, log: log, db: db, registry: OpenRegistry(cfg.State), limiter: newLogLimiter(time.Minute)}
+	a := &App{cfg: cfg, log: log, db: db, registry: OpenRegistry(cfg.State), limiter: newLogLimiter(time.Minute)}
 	defer func() {
 		if err != nil {
 			a.Close()
@@ -261,6 +262,9 @@ func (a *App) Close() {
 	}
 	if a.httpLn != nil {
 		a.httpLn.Close()
+	}
+	if a.broker != nil {
+		a.broker.Close()
 	}
 	if a.db != nil {
 		a.db.Close()

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sync"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/hooks/auth"
@@ -29,8 +30,10 @@ type Config struct {
 
 // Broker is a running embedded broker.
 type Broker struct {
-	srv *mqtt.Server
-	tcp *listeners.TCP
+	srv   *mqtt.Server
+	tcp   *listeners.TCP
+	close sync.Once
+	err   error
 }
 
 // Start opens the listener and begins serving.
@@ -69,5 +72,11 @@ func (b *Broker) Addr() string { return b.tcp.Address() }
 // Run waits for ctx, then closes the broker.
 func (b *Broker) Run(ctx context.Context) error {
 	<-ctx.Done()
-	return b.srv.Close()
+	return b.Close()
+}
+
+// Close stops the broker and its listener; later calls do nothing.
+func (b *Broker) Close() error {
+	b.close.Do(func() { b.err = b.srv.Close() })
+	return b.err
 }

@@ -1,0 +1,59 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func vigil(args ...string) (code int, stdout, stderr string) {
+	var o, e bytes.Buffer
+	code = run(args, &o, &e)
+	return code, o.String(), e.String()
+}
+
+func TestDeviceAddAndList(t *testing.T) {
+	state := t.TempDir()
+	code, out, errs := vigil("device", "add", "btn-1", "--kind", "button", "--site", "leeds", "--wearer", "Nurse A", "--camera", "cam-1", "--state", state)
+	require.Equal(t, 0, code, errs)
+	assert.Equal(t, "added button btn-1 at leeds for Nurse A (zone 001)\n", out)
+
+	code, out, _ = vigil("device", "list", "--state", state)
+	require.Equal(t, 0, code)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	require.Len(t, lines, 2)
+	assert.Regexp(t, `^btn-1\s+button\s+leeds\s+001\s+Nurse A\s+cam-1\s+`, lines[1])
+}
+
+func TestFailuresAreOneLineAndNonZero(t *testing.T) {
+	state := t.TempDir()
+	cfg := filepath.Join(t.TempDir(), "bad.yaml")
+	require.NoError(t, os.WriteFile(cfg, []byte("nonsense: 1\n"), 0o600))
+	for name, args := range map[string][]string{
+		"duplicate":      {"device", "add", "btn-1", "--kind", "button", "--site", "s", "--wearer", "W", "--state", state},
+		"bad kind":       {"device", "add", "btn-2", "--kind", "phone", "--site", "s", "--wearer", "W", "--state", state},
+		"id missing":     {"device", "add", "--kind", "button", "--state", state},
+		"bad config":     {"device", "list", "--config", cfg},
+		"run bad config": {"run", "--config", cfg},
+		"run bad arc":    {"run", "--state", state, "--arc", "tcp://127.0.0.1:1?receiver=1", "--http", "127.0.0.1:0", "--broker-listen", "127.0.0.1:0"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			if name == "duplicate" {
+				code, _, errs := vigil(args...)
+				require.Equal(t, 0, code, errs)
+			}
+			code, _, errs := vigil(args...)
+			assert.Equal(t, 1, code)
+			last := strings.TrimSpace(errs)
+			last = last[strings.LastIndex(last, "\n")+1:]
+			assert.True(t, strings.HasPrefix(last, "vigil: "), "reason line: %q", errs)
+		})
+	}
+	code, _, _ := vigil("frobnicate")
+	assert.Equal(t, 2, code, "unknown command is a usage error")
+}
