@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -112,6 +113,10 @@ type Journal struct {
 	log  *slog.Logger
 	in   chan item
 	stop chan struct{}
+
+	mu      sync.RWMutex
+	closed  bool
+	sending sync.WaitGroup // submitters between the closed check and their send
 }
 
 // New prepares the journal's buckets in db.
@@ -156,6 +161,15 @@ func (j *Journal) Quarantine(ctx context.Context, r Rejected, done func(Outcome,
 }
 
 func (j *Journal) submit(ctx context.Context, it item) {
+	j.mu.RLock()
+	if j.closed {
+		j.mu.RUnlock()
+		it.done(0, ErrClosed)
+		return
+	}
+	j.sending.Add(1)
+	j.mu.RUnlock()
+	defer j.sending.Done()
 	select {
 	case j.in <- it:
 	case <-j.stop:
@@ -174,16 +188,8 @@ func (j *Journal) Run(ctx context.Context) error {
 		case it := <-j.in:
 			batch = append(batch[:0], it)
 		case <-ctx.Done():
-			close(j.stop)
-			// Drain what was queued before stop so its senders hear back.
-			for {
-				select {
-				case it := <-j.in:
-					j.commit([]item{it})
-				default:
-					return nil
-				}
-			}
+			j.shutdown()
+			return nil
 		}
 	drain:
 		for len(batch) < j.opts.MaxBatch {
@@ -195,6 +201,32 @@ func (j *Journal) Run(ctx context.Context) error {
 			}
 		}
 		j.commit(batch)
+	}
+}
+
+// shutdown refuses new work, then commits everything already submitted, so
+// every submitter hears back exactly once.
+func (j *Journal) shutdown() {
+	j.mu.Lock()
+	j.closed = true
+	j.mu.Unlock()
+	close(j.stop)
+	allIn := make(chan struct{})
+	go func() { j.sending.Wait(); close(allIn) }()
+	for {
+		select {
+		case it := <-j.in:
+			j.commit([]item{it})
+		case <-allIn:
+			for {
+				select {
+				case it := <-j.in:
+					j.commit([]item{it})
+				default:
+					return
+				}
+			}
+		}
 	}
 }
 

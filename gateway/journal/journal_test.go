@@ -1,0 +1,145 @@
+package journal
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/vigil-gw/vigil/devices"
+)
+
+func openDB(t *testing.T) *bolt.DB {
+	t.Helper()
+	db, err := bolt.Open(filepath.Join(t.TempDir(), "j.db"), 0o600, nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+func rec(device string, seq uint64, id string) Record {
+	return Record{Site: "s", Source: "mqtt", Received: time.Now(),
+		Event: devices.Event{V: 1, ID: id, Device: device, Seq: seq, Type: devices.TypeHeartbeat, TS: time.Now()}}
+}
+
+type result struct {
+	o   Outcome
+	err error
+}
+
+func submitWait(j *Journal, r Record) result {
+	ch := make(chan result, 1)
+	j.Submit(context.Background(), r, func(o Outcome, err error) { ch <- result{o, err} })
+	return <-ch
+}
+
+func start(t *testing.T, j *Journal) context.CancelFunc {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); j.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return cancel
+}
+
+func TestGroupCommitBatchesConcurrentSubmitters(t *testing.T) {
+	db := openDB(t)
+	var applied, commits atomic.Int64
+	j, err := New(db, Options{
+		Apply:     func(*bolt.Tx, Record, string) error { applied.Add(1); return nil },
+		Committed: func() { commits.Add(1) },
+	})
+	require.NoError(t, err)
+	start(t, j)
+	const n = 2000
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			r := submitWait(j, rec("d", uint64(i+1), "id"))
+			assert.NoError(t, r.err)
+			assert.Equal(t, Appended, r.o)
+		})
+	}
+	wg.Wait()
+	assert.Equal(t, int64(n), applied.Load())
+	c, err := j.Count()
+	require.NoError(t, err)
+	assert.Equal(t, n, c)
+	assert.Less(t, commits.Load(), int64(n), "concurrent submitters share commits")
+	t.Logf("%d records in %d commits", n, commits.Load())
+}
+
+func TestApplyFailureFailsTheBatchAndNothingIsAcked(t *testing.T) {
+	db := openDB(t)
+	j, err := New(db, Options{Apply: func(_ *bolt.Tx, r Record, _ string) error {
+		if r.Event.Seq == 2 {
+			return errors.New("boom")
+		}
+		return nil
+	}})
+	require.NoError(t, err)
+	start(t, j)
+	r := submitWait(j, rec("d", 2, "x"))
+	require.Error(t, r.err)
+	assert.Contains(t, r.err.Error(), "journal: commit: journal: apply d:2: boom")
+	c, err := j.Count()
+	require.NoError(t, err)
+	assert.Zero(t, c, "the failed transaction left nothing behind")
+	assert.NoError(t, submitWait(j, rec("d", 3, "y")).err, "the journal keeps working")
+}
+
+func TestQuarantineTruncatesAndLists(t *testing.T) {
+	db := openDB(t)
+	j, err := New(db, Options{Apply: func(*bolt.Tx, Record, string) error { return nil }})
+	require.NoError(t, err)
+	start(t, j)
+	for i := range 3 {
+		ch := make(chan result, 1)
+		j.Quarantine(context.Background(), Rejected{Topic: "t", Reason: "payload", Error: "bad " + string(rune('a'+i)),
+			Payload: []byte(strings.Repeat("x", MaxQuarantinePayload+100))}, func(o Outcome, err error) { ch <- result{o, err} })
+		r := <-ch
+		require.NoError(t, r.err)
+		assert.Equal(t, Quarantined, r.o)
+	}
+	q, err := j.Quarantined(2)
+	require.NoError(t, err)
+	require.Len(t, q, 2)
+	assert.Equal(t, "bad c", q[0].Error, "newest first")
+	assert.Len(t, q[0].Payload, MaxQuarantinePayload)
+	assert.Equal(t, uint64(3), q[0].ID)
+}
+
+func TestSubmitAfterStopIsRefused(t *testing.T) {
+	db := openDB(t)
+	j, err := New(db, Options{Apply: func(*bolt.Tx, Record, string) error { return nil }})
+	require.NoError(t, err)
+	cancel := start(t, j)
+	require.NoError(t, submitWait(j, rec("d", 1, "a")).err)
+	cancel()
+	require.Eventually(t, func() bool { return errors.Is(submitWait(j, rec("d", 2, "b")).err, ErrClosed) }, 5*time.Second, time.Millisecond)
+}
+
+func TestKeyAndDuplicateDetection(t *testing.T) {
+	db := openDB(t)
+	var keys []string
+	j, err := New(db, Options{Apply: func(_ *bolt.Tx, _ Record, key string) error { keys = append(keys, key); return nil }})
+	require.NoError(t, err)
+	start(t, j)
+	assert.Equal(t, Appended, submitWait(j, rec("btn-1", 42, "a")).o)
+	assert.Equal(t, Duplicate, submitWait(j, rec("btn-1", 42, "a")).o)
+	assert.Equal(t, Appended, submitWait(j, rec("btn-10", 42, "a")).o, "device ids that prefix each other do not collide")
+	d := rec("btn-1", 42, "b")
+	d.Event.Type = devices.TypeDuress
+	assert.Equal(t, Conflict, submitWait(j, d).o)
+	assert.Equal(t, Duplicate, submitWait(j, d).o, "the conflicting duress is itself deduplicated")
+	require.Len(t, keys, 3)
+	assert.Equal(t, "btn-1:42", keys[0])
+	assert.Regexp(t, `^btn-1:42:[0-9a-f]{8}$`, keys[2])
+}
