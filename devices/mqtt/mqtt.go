@@ -83,9 +83,10 @@ func New(cfg Config, handle func(Delivery)) (*Client, error) {
 		// PUBACK only when the consumer says the event is durable.
 		SetAutoAckDisabled(true).
 		SetOrderMatters(true).
+		// After the first connection paho reconnects by itself; the first
+		// connection is retried by Run, which logs why it fails.
 		SetAutoReconnect(true).
-		SetConnectRetry(true).
-		SetConnectRetryInterval(time.Second).
+		SetConnectRetry(false).
 		SetMaxReconnectInterval(10 * time.Second).
 		SetKeepAlive(30 * time.Second).
 		SetConnectTimeout(10 * time.Second).
@@ -136,16 +137,34 @@ func (cl *Client) onMessage(_ paho.Client, m paho.Message) {
 	cl.handle(d)
 }
 
-// Run connects (retrying until the broker answers) and stays connected until
-// ctx is done, then disconnects cleanly.
+// Run connects (retrying until the broker answers, and logging each new
+// reason it does not) and stays connected until ctx is done, then disconnects
+// cleanly.
 func (cl *Client) Run(ctx context.Context) error {
-	tok := cl.c.Connect()
-	select {
-	case <-tok.Done():
-		if err := tok.Error(); err != nil {
-			return fmt.Errorf("mqtt: connect %s: %w", cl.cfg.URL, err)
+	var last string
+	for wait := 250 * time.Millisecond; ; wait = min(2*wait, 10*time.Second) {
+		tok := cl.c.Connect()
+		select {
+		case <-tok.Done():
+		case <-ctx.Done():
+			cl.c.Disconnect(0)
+			return nil
 		}
-	case <-ctx.Done():
+		err := tok.Error()
+		if err == nil {
+			break
+		}
+		if err.Error() != last {
+			cl.log.Error("cannot connect to broker; retrying", "url", cl.cfg.URL, "err", err)
+			last = err.Error()
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		}
 	}
 	<-ctx.Done()
 	cl.c.Disconnect(250)

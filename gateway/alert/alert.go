@@ -402,6 +402,17 @@ type View struct {
 	Deliveries []outbox.Entry `json:"deliveries"`
 }
 
+// newView makes lists empty rather than absent, so API clients see [] not null.
+func newView(a Alert, d []outbox.Entry) View {
+	if a.Routes == nil {
+		a.Routes = []string{}
+	}
+	if d == nil {
+		d = []outbox.Entry{}
+	}
+	return View{Alert: a, Deliveries: d}
+}
+
 // Get returns one alert.
 func (e *Engine) Get(id string) (View, error) {
 	var v View
@@ -410,8 +421,8 @@ func (e *Engine) Get(id string) (View, error) {
 		if err != nil {
 			return err
 		}
-		v.Alert = a
-		v.Deliveries, err = outbox.ForAlert(tx, id)
+		d, err := outbox.ForAlert(tx, id)
+		v = newView(a, d)
 		return err
 	})
 	return v, err
@@ -436,7 +447,7 @@ func (e *Engine) List(limit int) ([]View, error) {
 			if err != nil {
 				return err
 			}
-			out = append(out, View{Alert: a, Deliveries: d})
+			out = append(out, newView(a, d))
 		}
 		return nil
 	})
