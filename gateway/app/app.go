@@ -345,7 +345,7 @@ func (a *App) observeAttempt(route string, e outbox.Entry, err error) {
 func (a *App) onARCLink(route, addr string, up bool, err error) {
 	a.metrics.arcUp.WithLabelValues(route).Set(b2f(up))
 	if up {
-		a.log.Info("ARC receiver answering again", "route", route, "addr", addr)
+		a.log.Info("ARC receiver answering", "route", route, "addr", addr)
 		return
 	}
 	a.log.Error("ARC receiver not answering", "route", route, "addr", addr, "err", err)

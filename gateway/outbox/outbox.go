@@ -341,6 +341,10 @@ func (d *Dispatcher) Step(ctx context.Context, route string) time.Duration {
 			d.log.Error("record delivery", "route", route, "key", e.Msg.Key, "err", err)
 			return d.opts.BackoffBase
 		}
+		// The hook may have queued work on other routes (the wearer's
+		// confirmation after an ARC ACK): wake them rather than leave it to
+		// their idle poll.
+		d.Wake()
 		r.mu.Lock()
 		if r.failures > 0 {
 			d.log.Info("route recovered", "route", route, "after_failures", r.failures)
@@ -355,6 +359,7 @@ func (d *Dispatcher) Step(ctx context.Context, route string) time.Duration {
 			d.log.Error("record failure", "route", route, "key", e.Msg.Key, "err", err)
 			return d.opts.BackoffBase
 		}
+		d.Wake()
 		return 0
 	default:
 		e.LastError = err.Error()

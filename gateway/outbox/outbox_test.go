@@ -239,3 +239,22 @@ func (s *escalatingSender) Send(context.Context, forward.Message) error {
 	s.escalate()
 	return errors.New("timeout")
 }
+
+// Work a delivery hook queues on another route must not wait for that route's
+// idle poll: the route is woken at once.
+func TestDeliveryHookWakesOtherRoutes(t *testing.T) {
+	db := openDB(t)
+	d, err := NewDispatcher(db, []Route{{Name: "arc0", Sender: &fakeSender{}}, {Name: "wearer", Sender: &fakeSender{}}},
+		Hooks{Delivered: func(tx *bolt.Tx, e Entry) error {
+			_, err := Enqueue(tx, "wearer", msg(e.Msg.Key+":received", 1), time.Now())
+			return err
+		}}, Options{})
+	require.NoError(t, err)
+	enqueue(t, db, "arc0", msg("btn-1:1", 1), time.Now())
+	w := d.routes["wearer"].wake
+	for len(w) > 0 { // drain any earlier signal
+		<-w
+	}
+	d.Step(context.Background(), "arc0")
+	assert.Len(t, w, 1, "the wearer route was woken")
+}

@@ -1,0 +1,176 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	firmwaresim "github.com/vigil-gw/vigil/firmware-sim"
+	"github.com/vigil-gw/vigil/gateway/forward/dc09"
+)
+
+const site = "leeds"
+
+var hookSecret = []byte("e2e-webhook-secret")
+
+func secretFile(t testing.TB) string {
+	p := filepath.Join(t.TempDir(), "webhook.secret")
+	require.NoError(t, os.WriteFile(p, append(hookSecret, '\n'), 0o600))
+	return p
+}
+
+func button(t testing.TB, broker, device string) *firmwaresim.Button {
+	t.Helper()
+	b, err := firmwaresim.NewButton(firmwaresim.ButtonConfig{Broker: broker, Site: site, Device: device, Lat: 53.8008, Lon: -1.5491, AccM: 8, Battery: 87})
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, b.Connect(ctx))
+	t.Cleanup(b.Close)
+	return b
+}
+
+// TestDuressEndToEnd: simulator → broker → Vigil → DC-09 receiver and webhook,
+// and back to the button, with the embedded broker and with Mosquitto.
+func TestDuressEndToEnd(t *testing.T) {
+	for _, brokerKind := range []string{"embedded", "mosquitto"} {
+		t.Run(brokerKind, func(t *testing.T) {
+			state := t.TempDir()
+			addDevice(t, state, site, "btn-0001", "Nurse A")
+			rcv := startARC(t, nil)
+			hk := startHooks(t, hookSecret)
+			args := []string{"--arc", rcv.url(), "--webhook", hk.srv.URL, "--webhook-secret-file", secretFile(t)}
+			var broker string
+			if brokerKind == "embedded" {
+				addr := freeAddr(t)
+				args = append(args, "--broker-listen", addr)
+				broker = "tcp://" + addr
+			} else {
+				broker = startMosquitto(t)
+				args = append(args, "--mqtt", broker)
+			}
+			v := startVigil(t, state, args...)
+
+			b := button(t, broker, "btn-0001")
+			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+			defer cancel()
+			press, err := b.Duress(ctx)
+			require.NoError(t, err)
+			rtt, err := b.WaitReceived(ctx, press.Seq)
+			require.NoError(t, err, "the wearer hears that help is coming")
+			t.Logf("%s: duress round trip %s", brokerKind, rtt)
+
+			frames := rcv.Frames()
+			var alarm *dc09.Received
+			for i := range frames {
+				if frames[i].Frame.ID != "NULL" {
+					alarm = &frames[i]
+				}
+			}
+			require.NotNil(t, alarm, "the ARC holds the frame")
+			assert.Equal(t, "ADM-CID", alarm.Frame.ID)
+			assert.Equal(t, arcAccount, alarm.Frame.Account)
+			assert.Contains(t, alarm.Frame.Data, "|1121 01 001", "new duress event, partition 01, zone 001")
+			xdata := strings.Join(alarm.Frame.XData, "|")
+			assert.Contains(t, xdata, "X-1.549100")
+			assert.Contains(t, xdata, "Y53.800800")
+			assert.Contains(t, xdata, "Nurse A")
+
+			key := fmt.Sprintf("btn-0001:%d", press.Seq)
+			waitFor(t, 5*time.Second, "webhook delivery", func() bool { k, _ := hk.snapshot(); return k[key] > 0 })
+			_, bad := hk.snapshot()
+			assert.Zero(t, bad, "every webhook signature verified")
+
+			al := v.alerts(t)
+			require.Len(t, al.Alerts, 1)
+			assert.Equal(t, key, al.Alerts[0].Key)
+			assert.Equal(t, "delivered", al.Alerts[0].State)
+			assert.True(t, al.Alerts[0].Verified)
+			assert.Equal(t, "Nurse A", al.Alerts[0].Wearer)
+			assert.Zero(t, al.Undelivered)
+
+			// An unregistered button is surfaced to people, unverified, and
+			// never sent to the ARC as a verified alarm.
+			stranger := button(t, broker, "btn-9999")
+			p2, err := stranger.Duress(ctx)
+			require.NoError(t, err)
+			_, err = stranger.WaitReceived(ctx, p2.Seq)
+			require.NoError(t, err)
+			k2 := fmt.Sprintf("btn-9999:%d", p2.Seq)
+			waitFor(t, 5*time.Second, "unverified webhook", func() bool { k, _ := hk.snapshot(); return k[k2] > 0 })
+			assert.Len(t, rcv.alarms(), 1, "the ARC got only the verified alarm")
+			al = v.alerts(t)
+			require.Len(t, al.Alerts, 2)
+			for _, a := range al.Alerts {
+				assert.Equal(t, a.Key == k2, !a.Verified, a.Key)
+			}
+
+			// Acknowledge and resolve through the API.
+			id := strings.ReplaceAll(key, ":", ".")
+			post(t, v.http, "/api/alerts/"+id+"/ack", `{"by":"Operator 7"}`, http.StatusOK)
+			post(t, v.http, "/api/alerts/"+id+"/resolve", `{"by":"Operator 7","outcome":"police attended; wearer safe"}`, http.StatusOK)
+			post(t, v.http, "/api/alerts/"+id+"/resolve", `{"by":"Operator 7","outcome":"again"}`, http.StatusConflict)
+			post(t, v.http, "/api/alerts/nope/ack", `{"by":"x"}`, http.StatusNotFound)
+			post(t, v.http, "/api/alerts/"+id+"/ack", `{"who":"x"}`, http.StatusBadRequest)
+		})
+	}
+}
+
+func post(t testing.TB, httpAddr, path, body string, want int) {
+	t.Helper()
+	resp, err := http.Post("http://"+httpAddr+path, "application/json", strings.NewReader(body))
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, want, resp.StatusCode, "POST %s %s", path, body)
+}
+
+// TestEscalationToBackupARC: the primary receiver stays silent, so after the
+// configured delay the backup gets the alarm too; NAKs are corrected.
+func TestEscalationToBackupARC(t *testing.T) {
+	state := t.TempDir()
+	addDevice(t, state, site, "btn-0001", "Nurse A")
+	silent := startARC(t, func(dc09.Frame) dc09.Response { return dc09.RespondSilent })
+	var nakOnce sync.Once
+	backup := startARC(t, func(f dc09.Frame) dc09.Response {
+		resp := dc09.RespondACK
+		if f.ID != "NULL" {
+			nakOnce.Do(func() { resp = dc09.RespondNAK })
+		}
+		return resp
+	})
+	cfg := filepath.Join(t.TempDir(), "vigil.yaml")
+	require.NoError(t, os.WriteFile(cfg, []byte(fmt.Sprintf(`
+arc:
+  - url: %q
+  - url: %q
+alerts:
+  escalate_after: 500ms
+  ack_timeout: 300ms
+`, silent.url(), backup.url())), 0o600))
+	broker := freeAddr(t)
+	v := startVigil(t, state, "--config", cfg, "--broker-listen", broker)
+	b := button(t, "tcp://"+broker, "btn-0001")
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	press, err := b.Duress(ctx)
+	require.NoError(t, err)
+	_, err = b.WaitReceived(ctx, press.Seq)
+	require.NoError(t, err, "the backup's ACK confirms to the wearer")
+	assert.Equal(t, 1, backup.alarms()["001"], "escalated exactly once")
+	assert.Empty(t, silent.alarms(), "a silent receiver accepted nothing")
+	states := map[string]string{}
+	for _, a := range v.alerts(t).Alerts {
+		states[strings.SplitN(a.ID, ".", 3)[0]+"."+strings.SplitN(a.ID, ".", 3)[1]] = a.State
+	}
+	assert.Equal(t, "delivered", states[fmt.Sprintf("btn-0001.%d", press.Seq)])
+	assert.Equal(t, "raised", states["sys.arc_link_down"], "the silent primary raised an alert of its own")
+}
