@@ -29,6 +29,7 @@ test: | $(BIN)
 	. ./$(BIN)/.testenv && export VIGIL_SIA_DIR && \
 	  $(GO) vet $(PKGS) && \
 	  $(GO) test -race -shuffle=on -timeout 12m $(PKGS)
+	$(MAKE) --no-print-directory cross
 
 test-short:
 	$(GO) test -short -race $(PKGS)
