@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/hex"
 	"fmt"
 	"net/http"
 	"os"
@@ -173,4 +174,33 @@ alerts:
 	}
 	assert.Equal(t, "delivered", states[fmt.Sprintf("btn-0001.%d", press.Seq)])
 	assert.Equal(t, "raised", states["sys.arc_link_down"], "the silent primary raised an alert of its own")
+}
+
+// TestEncryptedDC09: with key= in the --arc URL the alarm travels AES-encrypted
+// ("*ADM-CID") and the receiver, holding the same key, accepts and ACKs it.
+func TestEncryptedDC09(t *testing.T) {
+	key := []byte("0123456789abcdef0123456789abcdef") // AES-256
+	state := t.TempDir()
+	addDevice(t, state, site, "btn-0001", "Nurse A")
+	rcv := startARCWithKey(t, nil, key)
+	broker := freeAddr(t)
+	startVigil(t, state, "--broker-listen", broker, "--arc", rcv.url()+"&key="+hex.EncodeToString(key))
+	b := button(t, "tcp://"+broker, "btn-0001")
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	press, err := b.Duress(ctx)
+	require.NoError(t, err)
+	_, err = b.WaitReceived(ctx, press.Seq)
+	require.NoError(t, err)
+	var alarm *dc09.Received
+	for _, f := range rcv.Frames() {
+		if f.Frame.ID != "NULL" {
+			alarm = &f
+		}
+	}
+	require.NotNil(t, alarm)
+	assert.True(t, alarm.Frame.Encrypted)
+	assert.Contains(t, string(alarm.Raw), `"*ADM-CID"`)
+	assert.NotContains(t, string(alarm.Raw), "Nurse A", "the wearer's name is not on the wire in clear")
+	assert.Contains(t, alarm.Frame.Data, "|1121 01 001")
 }

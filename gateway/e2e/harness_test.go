@@ -140,9 +140,15 @@ const arcAccount = "1234"
 
 func startARC(t testing.TB, mode func(dc09.Frame) dc09.Response) *arc {
 	t.Helper()
+	return startARCWithKey(t, mode, nil)
+}
+
+// startARCWithKey starts a receiver that decrypts with key (AES, nil for clear).
+func startARCWithKey(t testing.TB, mode func(dc09.Frame) dc09.Response, key []byte) *arc {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	r := &dc09.Receiver{Mode: mode}
+	r := &dc09.Receiver{Mode: mode, Key: key}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); r.Serve(ctx, ln) }()
