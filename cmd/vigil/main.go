@@ -82,6 +82,17 @@ func (c *common) add(fs *flag.FlagSet) {
 	fs.StringVar(&c.config, "config", "", "YAML configuration file (see deploy/examples/vigil.yaml)")
 }
 
+// parse parses args, refuses stray arguments, and loads the configuration.
+func (c *common) parse(fs *flag.FlagSet, args []string) (app.Config, error) {
+	if err := fs.Parse(args); err != nil {
+		return app.Config{}, err
+	}
+	if fs.NArg() > 0 {
+		return app.Config{}, fmt.Errorf("%s: unexpected argument %q", fs.Name(), fs.Arg(0))
+	}
+	return c.load()
+}
+
 // load returns the configuration: defaults, then the config file, then flags.
 func (c *common) load() (app.Config, error) {
 	cfg := app.DefaultConfig()
@@ -112,13 +123,7 @@ func runGateway(args []string, stderr io.Writer) error {
 	site := fs.String("site", "", "this gateway's site id (default demo)")
 	gatewayID := fs.String("gateway-id", "", "stable gateway id, used as the MQTT client id (default vigil-HOSTNAME)")
 	logLevel := fs.String("log-level", "", "debug, info, warn or error")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("run: unexpected argument %q", fs.Arg(0))
-	}
-	cfg, err := c.load()
+	cfg, err := c.parse(fs, args)
 	if err != nil {
 		return err
 	}
@@ -175,14 +180,8 @@ func deviceAdd(args []string, stdout, stderr io.Writer) error {
 		fs.Usage()
 		return errors.New("device add: the device ID comes first: vigil device add ID --kind button --site SITE --wearer NAME")
 	}
-	id, rest := args[0], args[1:]
-	if err := fs.Parse(rest); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("device add: unexpected argument %q", fs.Arg(0))
-	}
-	cfg, err := c.load()
+	id := args[0]
+	cfg, err := c.parse(fs, args[1:])
 	if err != nil {
 		return err
 	}
@@ -199,10 +198,7 @@ func deviceList(args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	var c common
 	c.add(fs)
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	cfg, err := c.load()
+	cfg, err := c.parse(fs, args)
 	if err != nil {
 		return err
 	}

@@ -18,6 +18,23 @@ import (
 	firmwaresim "github.com/vigil-gw/vigil/firmware-sim"
 )
 
+// world is a Mosquitto broker, n registered buttons, an ARC receiver and a
+// webhook receiver, with the vigil arguments that connect them.
+type world struct {
+	broker, state string
+	arc           *arc
+	hooks         *hooks
+	args          []string
+}
+
+func newWorld(t *testing.T, n int) *world {
+	t.Helper()
+	w := &world{broker: startMosquitto(t), state: t.TempDir(), arc: startARC(t, nil), hooks: startHooks(t, hookSecret)}
+	addDevices(t, w.state, site, n)
+	w.args = []string{"--mqtt", w.broker, "--arc", w.arc.url(), "--webhook", w.hooks.srv.URL, "--webhook-secret-file", secretFile(t)}
+	return w
+}
+
 // pressAll connects n buttons and has each press duress once, spread over
 // spread, returning the idempotency keys it published.
 func pressAll(t *testing.T, broker string, n int, spread time.Duration) (keys []string, buttons []*firmwaresim.Button) {
@@ -73,12 +90,8 @@ func TestCrashLosesNothing(t *testing.T) {
 		t.Skip("crash test runs in the full suite")
 	}
 	const n = 500
-	broker := startMosquitto(t)
-	state := t.TempDir()
-	addDevices(t, state, site, n)
-	rcv := startARC(t, nil)
-	hk := startHooks(t, hookSecret)
-	args := []string{"--mqtt", broker, "--arc", rcv.url(), "--webhook", hk.srv.URL, "--webhook-secret-file", secretFile(t)}
+	w := newWorld(t, n)
+	broker, state, rcv, hk, args := w.broker, w.state, w.arc, w.hooks, w.args
 	v := startVigil(t, state, args...)
 
 	pressed := make(chan []string, 1)
@@ -127,12 +140,8 @@ func TestDowntimeLosesNothing(t *testing.T) {
 		t.Skip("downtime test takes 30 s")
 	}
 	const n = 20
-	broker := startMosquitto(t)
-	state := t.TempDir()
-	addDevices(t, state, site, n)
-	rcv := startARC(t, nil)
-	hk := startHooks(t, hookSecret)
-	args := []string{"--mqtt", broker, "--arc", rcv.url(), "--webhook", hk.srv.URL, "--webhook-secret-file", secretFile(t)}
+	w := newWorld(t, n)
+	broker, state, rcv, hk, args := w.broker, w.state, w.arc, w.hooks, w.args
 	v := startVigil(t, state, args...)
 	v.stop(t)
 	downSince := time.Now()

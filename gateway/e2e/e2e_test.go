@@ -70,13 +70,7 @@ func TestDuressEndToEnd(t *testing.T) {
 			require.NoError(t, err, "the wearer hears that help is coming")
 			t.Logf("%s: duress round trip %s", brokerKind, rtt)
 
-			frames := rcv.Frames()
-			var alarm *dc09.Received
-			for i := range frames {
-				if frames[i].Frame.ID != "NULL" {
-					alarm = &frames[i]
-				}
-			}
+			alarm := rcv.lastAlarm()
 			require.NotNil(t, alarm, "the ARC holds the frame")
 			assert.Equal(t, "ADM-CID", alarm.Frame.ID)
 			assert.Equal(t, arcAccount, alarm.Frame.Account)
@@ -192,12 +186,7 @@ func TestEncryptedDC09(t *testing.T) {
 	require.NoError(t, err)
 	_, err = b.WaitReceived(ctx, press.Seq)
 	require.NoError(t, err)
-	var alarm *dc09.Received
-	for _, f := range rcv.Frames() {
-		if f.Frame.ID != "NULL" {
-			alarm = &f
-		}
-	}
+	alarm := rcv.lastAlarm()
 	require.NotNil(t, alarm)
 	assert.True(t, alarm.Frame.Encrypted)
 	assert.Contains(t, string(alarm.Raw), `"*ADM-CID"`)

@@ -175,6 +175,17 @@ func (a *arc) alarms() map[string]int {
 	return out
 }
 
+// lastAlarm returns the last accepted alarm frame (not a link test), or nil.
+func (a *arc) lastAlarm() *dc09.Received {
+	var last *dc09.Received
+	for _, f := range a.Frames() {
+		if f.Frame.ID != dc09.IDNull {
+			last = &f
+		}
+	}
+	return last
+}
+
 // hooks is a webhook receiver that checks every signature.
 type hooks struct {
 	srv    *httptest.Server
