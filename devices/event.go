@@ -70,6 +70,27 @@ const (
 	CmdAlertReceived = "alert_received"
 )
 
+// Delivery is one message from a device transport (MQTT, serial), decoded and
+// validated, with the means to acknowledge it to its sender.
+type Delivery struct {
+	Source   string // "mqtt", "serial"
+	Topic    string // MQTT topic, or a description of the serial port
+	Device   string // the device id the message claims, when known even if invalid
+	Payload  []byte
+	Received time.Time
+	// Decoded is the validated event when Err is nil.
+	Decoded Decoded
+	// Err says why the message is not a valid event (a *Error).
+	Err error
+	// Monotonic says the transport guarantees the device's seq only grows
+	// (a serial counter under a MAC): a seq not newer than the last accepted
+	// one is then a replay, not a late redelivery.
+	Monotonic bool
+	// Ack acknowledges the message to its sender. Call it exactly once, and
+	// only after the message (or its rejection) is durably recorded.
+	Ack func()
+}
+
 // Error is a validation failure naming the field and what is wrong with it.
 type Error struct {
 	Field   string // "payload", "topic", "v", "id", "device", "seq", "type", "ts", "loc", "battery"

@@ -34,33 +34,19 @@ type Config struct {
 	OnConnection func(up bool)
 }
 
-// Delivery is one message from a device event topic.
-type Delivery struct {
-	Topic    string
-	Payload  []byte
-	Received time.Time
-	// Decoded is the validated event when Err is nil.
-	Decoded devices.Decoded
-	// Err says why the message is not a valid event (a *devices.Error).
-	Err error
-	// Ack acknowledges the message to the broker. Call it exactly once, and
-	// only after the message (or its rejection) is durably recorded.
-	Ack func()
-}
-
 // Client is a connection to the broker.
 type Client struct {
 	cfg    Config
 	c      paho.Client
 	log    *slog.Logger
-	handle func(Delivery)
+	handle func(devices.Delivery)
 	up     atomic.Bool
 }
 
 // New makes a client that calls handle for every message on the device event
 // topics, in arrival order, on paho's delivery goroutine: handle should queue
 // the work and return.
-func New(cfg Config, handle func(Delivery)) (*Client, error) {
+func New(cfg Config, handle func(devices.Delivery)) (*Client, error) {
 	if cfg.URL == "" {
 		return nil, errors.New("mqtt: broker URL is empty")
 	}
@@ -130,9 +116,10 @@ func (cl *Client) onConnect(c paho.Client) {
 
 func (cl *Client) onMessage(_ paho.Client, m paho.Message) {
 	now := cl.cfg.Now()
-	d := Delivery{Topic: m.Topic(), Payload: m.Payload(), Received: now}
+	d := devices.Delivery{Source: "mqtt", Topic: m.Topic(), Payload: m.Payload(), Received: now}
 	var once sync.Once
 	d.Ack = func() { once.Do(m.Ack) }
+	_, d.Device, _ = devices.ParseEventTopic(m.Topic())
 	d.Decoded, d.Err = devices.Decode(m.Topic(), m.Payload(), now)
 	cl.handle(d)
 }

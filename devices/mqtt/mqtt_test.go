@@ -33,19 +33,19 @@ func startBroker(t *testing.T) (*mochi.Server, string) {
 
 type sink struct {
 	mu sync.Mutex
-	ds []Delivery
+	ds []devices.Delivery
 }
 
-func (s *sink) handle(d Delivery) {
+func (s *sink) handle(d devices.Delivery) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.ds = append(s.ds, d)
 }
 
-func (s *sink) all() []Delivery {
+func (s *sink) all() []devices.Delivery {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return append([]Delivery(nil), s.ds...)
+	return append([]devices.Delivery(nil), s.ds...)
 }
 
 func runClient(t *testing.T, url string, s *sink) (*Client, context.CancelFunc) {
@@ -116,8 +116,8 @@ func TestPublishWaitsForBroker(t *testing.T) {
 }
 
 func TestConfigErrors(t *testing.T) {
-	_, err := New(Config{ClientID: "x"}, func(Delivery) {})
+	_, err := New(Config{ClientID: "x"}, func(devices.Delivery) {})
 	require.ErrorContains(t, err, "broker URL is empty")
-	_, err = New(Config{URL: "tcp://127.0.0.1:1"}, func(Delivery) {})
+	_, err = New(Config{URL: "tcp://127.0.0.1:1"}, func(devices.Delivery) {})
 	require.ErrorContains(t, err, "client id is empty")
 }

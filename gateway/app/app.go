@@ -179,16 +179,8 @@ func New(cfg Config, log *slog.Logger) (_ *App, err error) {
 		}
 		mcfg.Password = string(pw)
 	}
-	if cfg.MQTT.CAFile != "" {
-		pem, err := os.ReadFile(cfg.MQTT.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("mqtt: ca_file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("mqtt: ca_file %s has no PEM certificates", cfg.MQTT.CAFile)
-		}
-		mcfg.TLS = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	if mcfg.TLS, err = mqttTLS(cfg.MQTT); err != nil {
+		return nil, err
 	}
 	if a.mqtt, err = mqtt.New(mcfg, a.ingest); err != nil {
 		return nil, err
@@ -210,6 +202,34 @@ func New(cfg Config, log *slog.Logger) (_ *App, err error) {
 	}
 	a.http = &http.Server{Handler: a.routes(), ReadHeaderTimeout: 5 * time.Second}
 	return a, nil
+}
+
+// mqttTLS builds the TLS settings for the broker connection: the CA that
+// signed the broker's certificate and, for brokers that authenticate clients
+// by certificate, the gateway's own certificate. nil when neither is set.
+func mqttTLS(c MQTTConfig) (*tls.Config, error) {
+	if c.CAFile == "" && c.CertFile == "" {
+		return nil, nil
+	}
+	t := &tls.Config{MinVersion: tls.VersionTLS12}
+	if c.CAFile != "" {
+		pem, err := os.ReadFile(c.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("mqtt: ca_file: %w", err)
+		}
+		t.RootCAs = x509.NewCertPool()
+		if !t.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("mqtt: ca_file %s has no PEM certificates", c.CAFile)
+		}
+	}
+	if c.CertFile != "" || c.KeyFile != "" {
+		cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("mqtt: cert_file/key_file: %w", err)
+		}
+		t.Certificates = []tls.Certificate{cert}
+	}
+	return t, nil
 }
 
 // HTTPAddr is the address the API listens on (useful with port 0).
@@ -273,7 +293,7 @@ func (a *App) Close() {
 
 // ingest handles one MQTT delivery: reject what is invalid, journal what is
 // valid, and acknowledge to the broker only once either is durable.
-func (a *App) ingest(d mqtt.Delivery) {
+func (a *App) ingest(d devices.Delivery) {
 	ctx := context.Background()
 	if d.Err != nil {
 		a.reject(ctx, d, devices.Reason(d.Err), d.Err)
@@ -289,7 +309,7 @@ func (a *App) ingest(d mqtt.Delivery) {
 		a.reject(ctx, d, "device", fmt.Errorf("devices: device: %s is not registered (only a duress is accepted from an unknown device)", ev.Device))
 		return
 	}
-	rec := journal.Record{Site: d.Decoded.Site, Event: ev, Received: d.Received, Source: "mqtt", Warnings: d.Decoded.Warnings}
+	rec := journal.Record{Site: d.Decoded.Site, Event: ev, Received: d.Received, Source: d.Source, Warnings: d.Decoded.Warnings}
 	if known {
 		rec.Registered = &reg
 	}
@@ -300,7 +320,7 @@ func (a *App) ingest(d mqtt.Delivery) {
 		d.Ack()
 		switch o {
 		case journal.Appended:
-			a.metrics.eventsIn.WithLabelValues(string(ev.Type), "mqtt").Inc()
+			a.metrics.eventsIn.WithLabelValues(string(ev.Type), d.Source).Inc()
 		case journal.Duplicate:
 			a.metrics.duplicates.Inc()
 		case journal.Conflict:
@@ -312,13 +332,13 @@ func (a *App) ingest(d mqtt.Delivery) {
 	})
 }
 
-func (a *App) reject(ctx context.Context, d mqtt.Delivery, reason string, cause error) {
-	_, device, _ := devices.ParseEventTopic(d.Topic)
+func (a *App) reject(ctx context.Context, d devices.Delivery, reason string, cause error) {
+	device := d.Device
 	a.metrics.rejected.WithLabelValues(reason).Inc()
 	if a.limiter.allow("reject:" + device) {
 		a.log.Warn("rejected device message", "topic", d.Topic, "reason", reason, "err", cause)
 	}
-	a.journal.Quarantine(ctx, journal.Rejected{Received: d.Received, Source: "mqtt", Topic: d.Topic, Device: device,
+	a.journal.Quarantine(ctx, journal.Rejected{Received: d.Received, Source: d.Source, Topic: d.Topic, Device: device,
 		Reason: reason, Error: cause.Error(), Payload: d.Payload}, func(_ journal.Outcome, err error) {
 		if err == nil {
 			d.Ack() // kept in quarantine: the broker need not send it again

@@ -47,6 +47,8 @@ type MQTTConfig struct {
 	Username     string `yaml:"username"`
 	PasswordFile string `yaml:"password_file"`
 	CAFile       string `yaml:"ca_file"`
+	CertFile     string `yaml:"cert_file"` // the gateway's client certificate, for brokers that require one
+	KeyFile      string `yaml:"key_file"`
 }
 
 // ARCConfig is one alarm receiver; the first is primary, the rest backups.
@@ -119,6 +121,8 @@ func LoadConfig(path string) (Config, error) {
 	rel(&cfg.State)
 	rel(&cfg.MQTT.PasswordFile)
 	rel(&cfg.MQTT.CAFile)
+	rel(&cfg.MQTT.CertFile)
+	rel(&cfg.MQTT.KeyFile)
 	rel(&cfg.Alerts.WebhookSecretFile)
 	for i := range cfg.ARC {
 		rel(&cfg.ARC[i].KeyFile)
