@@ -309,7 +309,7 @@ func (a *App) ingest(d devices.Delivery) {
 		a.reject(ctx, d, "device", fmt.Errorf("devices: device: %s is not registered (only a duress is accepted from an unknown device)", ev.Device))
 		return
 	}
-	rec := journal.Record{Site: d.Decoded.Site, Event: ev, Received: d.Received, Source: d.Source, Warnings: d.Decoded.Warnings}
+	rec := journal.Record{Site: d.Decoded.Site, Event: ev, Received: d.Received, Source: d.Source, Warnings: d.Decoded.Warnings, Monotonic: d.Monotonic}
 	if known {
 		rec.Registered = &reg
 	}
@@ -325,6 +325,11 @@ func (a *App) ingest(d devices.Delivery) {
 			a.metrics.duplicates.Inc()
 		case journal.Conflict:
 			a.metrics.rejected.WithLabelValues("seq").Inc()
+		case journal.Replayed:
+			a.metrics.rejected.WithLabelValues("replay").Inc()
+			if a.limiter.allow("replay:" + ev.Device) {
+				a.log.Warn("replayed device message rejected", "device", ev.Device, "seq", ev.Seq, "source", d.Source)
+			}
 		}
 		if len(rec.Warnings) > 0 && a.limiter.allow(ev.Device) {
 			a.log.Warn("urgent event accepted with problems", "device", ev.Device, "type", ev.Type, "warnings", rec.Warnings)

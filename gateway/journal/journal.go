@@ -12,6 +12,7 @@
 package journal
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -49,6 +50,10 @@ type Record struct {
 	// nil if the device was unknown. Journaling it records what the gateway
 	// knew at the time, so a replay decides the same way.
 	Registered *registry.Device `json:"registered,omitempty"`
+	// Monotonic says the transport guarantees seqs only grow (a serial
+	// counter under a MAC): a seq not newer than the device's last accepted
+	// one, other than an exact retransmission of it, is then a replay.
+	Monotonic bool `json:"monotonic,omitempty"`
 }
 
 // Key is the record's idempotency key: device id and device sequence number.
@@ -85,6 +90,9 @@ const (
 	Conflict
 	// Quarantined: a rejected message was stored in quarantine.
 	Quarantined
+	// Replayed: a monotonic transport delivered a seq not newer than the
+	// device's last accepted one; it was quarantined with reason "replay".
+	Replayed
 )
 
 // ApplyFunc turns a newly journaled record into its consequences inside the
@@ -272,6 +280,20 @@ func (j *Journal) append(tx *bolt.Tx, rec Record) (Outcome, error) {
 	b := tx.Bucket(bucketEvents)
 	k := eventKey(rec.Event.Device, rec.Event.Seq)
 	key := rec.Key()
+	if rec.Monotonic {
+		if last, ok := lastSeq(b, rec.Event.Device); ok && rec.Event.Seq <= last {
+			if old := b.Get(k); old != nil && rec.Event.Seq == last {
+				var prev Record
+				if err := json.Unmarshal(old, &prev); err == nil && prev.Event.ID == rec.Event.ID {
+					return Duplicate, nil // the device did not hear our ack and sent it again
+				}
+			}
+			_, err := j.quarantine(tx, Rejected{Received: rec.Received, Source: rec.Source, Device: rec.Event.Device,
+				Topic: rec.Source, Reason: "replay",
+				Error: fmt.Sprintf("devices: seq: counter %d is not newer than the last accepted %d (replay)", rec.Event.Seq, last)})
+			return Replayed, err
+		}
+	}
 	if old := b.Get(k); old != nil {
 		var prev Record
 		if err := json.Unmarshal(old, &prev); err != nil {
@@ -302,6 +324,22 @@ func (j *Journal) append(tx *bolt.Tx, rec Record) (Outcome, error) {
 		return Conflict, nil
 	}
 	return Appended, j.put(tx, b, k, rec, key)
+}
+
+// lastSeq returns the highest seq journaled for device.
+func lastSeq(b *bolt.Bucket, device string) (uint64, bool) {
+	prefix := append([]byte(device), 0)
+	c := b.Cursor()
+	k, _ := c.Seek(append(bytes.Clone(prefix), 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF))
+	if k == nil {
+		k, _ = c.Last()
+	} else {
+		k, _ = c.Prev()
+	}
+	if k == nil || !bytes.HasPrefix(k, prefix) || len(k) < len(prefix)+8 {
+		return 0, false
+	}
+	return binary.BigEndian.Uint64(k[len(prefix):]), true
 }
 
 func (j *Journal) put(tx *bolt.Tx, b *bolt.Bucket, k []byte, rec Record, key string) error {

@@ -143,3 +143,28 @@ func TestKeyAndDuplicateDetection(t *testing.T) {
 	assert.Equal(t, "btn-1:42", keys[0])
 	assert.Regexp(t, `^btn-1:42:[0-9a-f]{8}$`, keys[2])
 }
+
+func TestMonotonicTransportRejectsReplays(t *testing.T) {
+	db := openDB(t)
+	j, err := New(db, Options{Apply: func(*bolt.Tx, Record, string) error { return nil }})
+	require.NoError(t, err)
+	start(t, j)
+	mono := func(device string, seq uint64, id string) Record {
+		r := rec(device, seq, id)
+		r.Monotonic, r.Source = true, "serial"
+		return r
+	}
+	assert.Equal(t, Appended, submitWait(j, mono("p-1", 10, "a")).o)
+	assert.Equal(t, Appended, submitWait(j, mono("p-1", 12, "b")).o, "gaps are fine")
+	assert.Equal(t, Appended, submitWait(j, mono("p-10", 1, "x")).o, "another device's counter is its own")
+	assert.Equal(t, Duplicate, submitWait(j, mono("p-1", 12, "b")).o, "a retransmission of the last frame is re-acked")
+	assert.Equal(t, Replayed, submitWait(j, mono("p-1", 10, "a")).o, "an identical older frame is a replay")
+	assert.Equal(t, Replayed, submitWait(j, mono("p-1", 11, "c")).o, "an older counter is a replay")
+	assert.Equal(t, Replayed, submitWait(j, mono("p-1", 12, "d")).o, "the same counter with other content is a replay")
+	assert.Equal(t, Appended, submitWait(j, mono("p-1", 13, "e")).o)
+	q, err := j.Quarantined(10)
+	require.NoError(t, err)
+	require.Len(t, q, 3)
+	assert.Equal(t, "replay", q[0].Reason)
+	assert.Contains(t, q[0].Error, "counter 12 is not newer than the last accepted 12")
+}
