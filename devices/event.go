@@ -27,17 +27,28 @@ type Type string
 // Event types of protocol v1.
 const (
 	TypeDuress       Type = "duress"
-	TypeDuressCancel Type = "duress_cancel"
-	TypeHeartbeat    Type = "heartbeat"
+	TypeDuressCancel Type = "duress_cancel" // with "covert": true, a duress PIN: a silent duress
+	TypeManDown      Type = "man_down"      // the device has already run its own cancel window
+	TypeAmberStart   Type = "amber_start"   // a timed visit begins: duration_s, note, loc
+	TypeAmberExtend  Type = "amber_extend"  // more time: duration_s from now
+	TypeAmberCheckin Type = "amber_checkin" // the wearer is safe; the session ends
+	TypeHeartbeat    Type = "heartbeat"     // optional interval_s
 	TypeBattery      Type = "battery"
 )
 
 // knownTypes lists every event type a v1 device may send.
-var knownTypes = map[Type]bool{TypeDuress: true, TypeDuressCancel: true, TypeHeartbeat: true, TypeBattery: true}
+var knownTypes = map[Type]bool{TypeDuress: true, TypeDuressCancel: true, TypeManDown: true, TypeAmberStart: true,
+	TypeAmberExtend: true, TypeAmberCheckin: true, TypeHeartbeat: true, TypeBattery: true}
 
-// Urgent reports whether events of this type must never be dropped, batched or
-// delayed: for them, soft validation problems become warnings, not rejections.
-func (t Type) Urgent() bool { return t == TypeDuress }
+// Urgent reports whether events of this type bear on someone's safety, so
+// soft validation problems (a wrong clock, an impossible position) become
+// warnings rather than rejections: an amber session must still start, and a
+// duress PIN must still be heard, from a device whose clock has drifted.
+func (t Type) Urgent() bool { return t != TypeHeartbeat && t != TypeBattery }
+
+// Alarm reports whether the event raises an alarm by itself. Only these are
+// accepted (and raised unverified) from a device that is not registered.
+func (t Type) Alarm() bool { return t == TypeDuress || t == TypeManDown }
 
 // Location is a position fix reported by a device.
 type Location struct {
@@ -56,7 +67,26 @@ type Event struct {
 	TS      time.Time `json:"ts"`
 	Loc     *Location `json:"loc,omitempty"`
 	Battery *int      `json:"battery,omitempty"`
+	// DurationS is the amber timer length in seconds (amber_start, amber_extend).
+	DurationS int `json:"duration_s,omitempty"`
+	// Note says where the wearer is going and why (amber_start), for whoever
+	// must find them.
+	Note string `json:"note,omitempty"`
+	// Covert marks a duress_cancel entered with the duress PIN: it is in fact a
+	// silent duress and must never show as cancelled.
+	Covert bool `json:"covert,omitempty"`
+	// IntervalS is the device's heartbeat interval in seconds (heartbeat);
+	// silence for three intervals raises an offline alert.
+	IntervalS int `json:"interval_s,omitempty"`
 }
+
+// Limits on the alarm-set fields.
+const (
+	MaxAmber    = 24 * 60 * 60 // seconds
+	MaxNote     = 256          // bytes
+	MinInterval = 5            // seconds
+	MaxInterval = 3600         // seconds
+)
 
 // Command is a message from Vigil to a device on its command topic.
 type Command struct {
@@ -67,7 +97,9 @@ type Command struct {
 
 // Command names.
 const (
-	CmdAlertReceived = "alert_received"
+	CmdAlertReceived  = "alert_received"  // help is coming: a receiver or a person has the alarm
+	CmdAmberPrealert  = "amber_prealert"  // the amber timer ran out: check in now
+	CmdStartRecording = "start_recording" // to a paired camera: an alert needs footage
 )
 
 // Delivery is one message from a device transport (MQTT, serial), decoded and
@@ -93,7 +125,7 @@ type Delivery struct {
 
 // Error is a validation failure naming the field and what is wrong with it.
 type Error struct {
-	Field   string // "payload", "topic", "v", "id", "device", "seq", "type", "ts", "loc", "battery"
+	Field   string // "payload", "topic", "v", "id", "device", "seq", "type", "ts", "loc", "battery", "duration_s", "note", "covert", "interval_s"
 	Problem string
 }
 
@@ -209,6 +241,16 @@ func (d *Decoded) validate(topicDevice string, now time.Time) error {
 		return errf("type", "missing")
 	case !knownTypes[ev.Type]:
 		return errf("type", "%q is not a v1 event type", clip(string(ev.Type)))
+	case (ev.Type == TypeAmberStart || ev.Type == TypeAmberExtend) && (ev.DurationS <= 0 || ev.DurationS > MaxAmber):
+		return errf("duration_s", "%s needs 1-%d seconds, got %d", ev.Type, MaxAmber, ev.DurationS)
+	case ev.DurationS != 0 && ev.Type != TypeAmberStart && ev.Type != TypeAmberExtend:
+		return errf("duration_s", "only amber_start and amber_extend carry a duration")
+	case len(ev.Note) > MaxNote || strings.ContainsFunc(ev.Note, func(r rune) bool { return r < ' ' }):
+		return errf("note", "must be at most %d bytes without control characters", MaxNote)
+	case ev.Covert && ev.Type != TypeDuressCancel:
+		return errf("covert", "only a duress_cancel can be covert")
+	case ev.IntervalS != 0 && (ev.Type != TypeHeartbeat || ev.IntervalS < MinInterval || ev.IntervalS > MaxInterval):
+		return errf("interval_s", "a heartbeat's interval must be %d-%d seconds", MinInterval, MaxInterval)
 	}
 	soft := func(e *Error) error {
 		if ev.Type.Urgent() {

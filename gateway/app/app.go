@@ -305,8 +305,8 @@ func (a *App) ingest(d devices.Delivery) {
 		// A broken registry must not stop alarms: treat the device as unknown.
 		a.log.Error("registry lookup failed", "err", err)
 	}
-	if !known && !ev.Type.Urgent() {
-		a.reject(ctx, d, "device", fmt.Errorf("devices: device: %s is not registered (only a duress is accepted from an unknown device)", ev.Device))
+	if !known && !ev.Type.Alarm() {
+		a.reject(ctx, d, "device", fmt.Errorf("devices: device: %s is not registered (only a duress or man-down is accepted from an unknown device)", ev.Device))
 		return
 	}
 	rec := journal.Record{Site: d.Decoded.Site, Event: ev, Received: d.Received, Source: d.Source, Warnings: d.Decoded.Warnings, Monotonic: d.Monotonic}

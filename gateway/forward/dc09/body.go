@@ -41,6 +41,8 @@ type eventCode struct {
 //     restoral", not the restore of NA "no activity".
 var eventCodes = map[string]eventCode{
 	"duress":           {cid: "121", sia: "HA", siaRestore: "HR"}, // hold-up: silent alarm, user under duress
+	"duress_covert":    {cid: "122", sia: "HA", siaRestore: "HR"}, // silent panic: a cancel made with the duress PIN
+	"device_offline":   {cid: "381", sia: "YC", siaRestore: "YK"}, // as supervision_lost, when routed to an ARC
 	"panic":            {cid: "120", sia: "PA", siaRestore: "PR"},
 	"medical":          {cid: "100", sia: "MA", siaRestore: "MR"},
 	"man_down":         {cid: "100", sia: "MA", siaRestore: "MR"},
