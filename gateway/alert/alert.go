@@ -25,11 +25,14 @@ import (
 	"github.com/vigil-gw/vigil/gateway/forward"
 	"github.com/vigil-gw/vigil/gateway/journal"
 	"github.com/vigil-gw/vigil/gateway/outbox"
+	"github.com/vigil-gw/vigil/gateway/timer"
 )
 
 var (
 	bucketAlerts = []byte("alerts")
 	bucketStatus = []byte("device-status")
+	bucketAmber  = []byte("amber-sessions")
+	bucketGroups = []byte("alert-groups")
 )
 
 // State is an alert's furthest stage.
@@ -47,13 +50,15 @@ const (
 const (
 	P1 = 1 // duress: someone may be in danger now
 	P2 = 2 // the alarm path itself is failing (a receiver stopped answering)
-	P3 = 3 // trouble: low battery, offline
+	P3 = 3 // trouble: a device went silent
+	P4 = 4 // housekeeping: low batteries, grouped per site
 )
 
 // Errors returned by state changes.
 var (
 	ErrNotFound   = errors.New("alert: not found")
 	ErrTransition = errors.New("alert: invalid transition")
+	ErrInvalid    = errors.New("alert: invalid request")
 )
 
 // Alert is one alert and its history.
@@ -89,6 +94,12 @@ type Alert struct {
 	Location *forward.Location `json:"location,omitempty"`
 	Battery  *int              `json:"battery,omitempty"`
 	Feedback bool              `json:"feedback_queued,omitempty"` // "help is coming" queued to the wearer
+	// CameraCommanded is the paired camera told to start recording for this alert.
+	CameraCommanded string `json:"camera_commanded,omitempty"`
+	// Note is the wearer's own note (an amber session's where and why).
+	Note string `json:"note,omitempty"`
+	// Devices lists the devices a grouped alert covers (low batteries at a site).
+	Devices []string `json:"devices,omitempty"`
 }
 
 // Note is a timestamped remark by a person.
@@ -115,16 +126,74 @@ func (a Alert) message(kind forward.Kind, key string, seq uint64) forward.Messag
 type Routes struct {
 	ARC      []string // primary first; backups are reached by outbox escalation
 	Webhooks []string
-	Wearer   string // device command route for "help is coming"; "" for none
+	// Wearer is the device command route: "help is coming" to buttons,
+	// pre-alerts, "start recording" to cameras. "" for none.
+	Wearer string
+	// ByPriority lists the routes alerts of each priority go to. Missing
+	// priorities take the default: P1 to the primary ARC and every webhook,
+	// P2–P4 to every webhook (the supervisors), not the ARC.
+	ByPriority map[int][]string
 }
 
 // IsARC reports whether route is one of the ARC routes.
 func (r Routes) IsARC(route string) bool { return slices.Contains(r.ARC, route) }
 
+// forPriority returns the routes for an alert; an unverified alert never goes
+// to an ARC as a verified alarm.
+func (r Routes) forPriority(priority int, verified bool) []string {
+	routes, ok := r.ByPriority[priority]
+	if !ok {
+		if priority == P1 && len(r.ARC) > 0 {
+			routes = append(routes, r.ARC[0])
+		}
+		routes = append(routes, r.Webhooks...)
+	}
+	out := []string{}
+	for _, rt := range routes {
+		if !verified && r.IsARC(rt) {
+			continue
+		}
+		out = append(out, rt)
+	}
+	return out
+}
+
+// Options tune the lone-worker rules. Zero values take the defaults.
+type Options struct {
+	Now                func() time.Time
+	AmberGrace         time.Duration // after the pre-alert, before "failed to check in" (default 2m)
+	OfflineIntervals   int           // heartbeats missed before "offline" (default 3)
+	HeartbeatInterval  time.Duration // when a device does not say (default 60s)
+	BatteryThreshold   int           // percent; below it a low-battery alert (default 20)
+	BatteryGroupWindow time.Duration // one low-battery notification per site per window (default 15m)
+}
+
+func (o *Options) defaults() {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.AmberGrace <= 0 {
+		o.AmberGrace = 2 * time.Minute
+	}
+	if o.OfflineIntervals <= 0 {
+		o.OfflineIntervals = 3
+	}
+	if o.HeartbeatInterval <= 0 {
+		o.HeartbeatInterval = time.Minute
+	}
+	if o.BatteryThreshold <= 0 {
+		o.BatteryThreshold = 20
+	}
+	if o.BatteryGroupWindow <= 0 {
+		o.BatteryGroupWindow = 15 * time.Minute
+	}
+}
+
 // Engine creates and updates alerts in the gateway database.
 type Engine struct {
 	db     *bolt.DB
 	routes Routes
+	opts   Options
 	now    func() time.Time
 	// OnDelivered, if set, is told of each first delivery (after the
 	// transaction commits is not guaranteed: use it for metrics only).
@@ -132,22 +201,23 @@ type Engine struct {
 }
 
 // New prepares the engine's buckets.
-func New(db *bolt.DB, routes Routes, now func() time.Time) (*Engine, error) {
-	if now == nil {
-		now = time.Now
-	}
+func New(db *bolt.DB, routes Routes, opts Options) (*Engine, error) {
+	opts.defaults()
 	err := db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketAlerts, bucketStatus} {
+		for _, b := range [][]byte{bucketAlerts, bucketStatus, bucketAmber, bucketGroups} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
+		}
+		if err := timer.Init(tx); err != nil {
+			return err
 		}
 		return outbox.Init(tx)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("alert: init: %w", err)
 	}
-	return &Engine{db: db, routes: routes, now: now}, nil
+	return &Engine{db: db, routes: routes, opts: opts, now: opts.Now}, nil
 }
 
 // IDForKey turns an idempotency key ("btn-1:42") into an alert id ("btn-1.42"),
@@ -157,17 +227,34 @@ func IDForKey(key string) string { return strings.ReplaceAll(key, ":", ".") }
 // Apply is the journal's ApplyFunc: it records device status and raises or
 // cancels alerts for the event, queueing their messages.
 func (e *Engine) Apply(tx *bolt.Tx, rec journal.Record, key string) error {
-	if err := e.recordStatus(tx, rec); err != nil {
+	st, err := e.recordStatus(tx, rec)
+	if err != nil {
+		return err
+	}
+	if err := e.supervise(tx, rec, st); err != nil {
 		return err
 	}
 	switch rec.Event.Type {
 	case devices.TypeDuress:
-		return e.raiseDuress(tx, rec, key)
+		return e.raiseFor(tx, rec, key, string(devices.TypeDuress), "DURESS")
+	case devices.TypeManDown:
+		return e.raiseFor(tx, rec, key, string(devices.TypeManDown), "MAN DOWN")
 	case devices.TypeDuressCancel:
+		if rec.Event.Covert {
+			return e.raiseFor(tx, rec, key, EventCovertDuress, "DURESS (covert)")
+		}
 		return e.cancel(tx, rec, key)
+	case devices.TypeAmberStart, devices.TypeAmberExtend:
+		return e.amberTimer(tx, rec)
+	case devices.TypeAmberCheckin:
+		return e.amberCheckin(tx, rec)
 	}
 	return nil
 }
+
+// EventCovertDuress is a cancel entered with the duress PIN: a silent duress.
+// It is never shown as a cancel, and the wearer's device is not told anything.
+const EventCovertDuress = "duress_covert"
 
 // DeviceStatus is what the gateway last heard from a device.
 type DeviceStatus struct {
@@ -177,18 +264,25 @@ type DeviceStatus struct {
 	LastType string            `json:"last_type"`
 	Battery  *int              `json:"battery,omitempty"`
 	Location *forward.Location `json:"location,omitempty"`
+	// IntervalS is the heartbeat interval the device last announced.
+	IntervalS int `json:"interval_s,omitempty"`
+	// OfflineAlert is the open offline alert for this device, cleared when it
+	// is heard from again.
+	OfflineAlert string `json:"offline_alert,omitempty"`
+	// BatteryLow is set once the device has been reported low, so it is not
+	// reported again until it has been charged.
+	BatteryLow bool `json:"battery_low,omitempty"`
 }
 
-func (e *Engine) recordStatus(tx *bolt.Tx, rec journal.Record) error {
+// recordStatus updates and returns what the gateway knows of the device.
+func (e *Engine) recordStatus(tx *bolt.Tx, rec journal.Record) (DeviceStatus, error) {
 	b := tx.Bucket(bucketStatus)
-	var st DeviceStatus
-	if v := b.Get([]byte(rec.Event.Device)); v != nil {
-		if err := json.Unmarshal(v, &st); err != nil {
-			return fmt.Errorf("alert: device status %s: %w", rec.Event.Device, err)
-		}
+	st, err := status(tx, rec.Event.Device)
+	if err != nil {
+		return st, err
 	}
 	if rec.Event.TS.Before(st.LastSeen) {
-		return nil // an older event redelivered late does not roll status back
+		return st, nil // an older event redelivered late does not roll status back
 	}
 	st.Device, st.Site, st.LastSeen, st.LastType = rec.Event.Device, rec.Site, rec.Event.TS, string(rec.Event.Type)
 	if rec.Event.Battery != nil {
@@ -197,7 +291,20 @@ func (e *Engine) recordStatus(tx *bolt.Tx, rec journal.Record) error {
 	if l := location(rec.Event.Loc); l != nil {
 		st.Location = l
 	}
-	return putJSON(b, rec.Event.Device, st)
+	if rec.Event.IntervalS > 0 {
+		st.IntervalS = rec.Event.IntervalS
+	}
+	return st, putJSON(b, rec.Event.Device, st)
+}
+
+func status(tx *bolt.Tx, device string) (DeviceStatus, error) {
+	var st DeviceStatus
+	if v := tx.Bucket(bucketStatus).Get([]byte(device)); v != nil {
+		if err := json.Unmarshal(v, &st); err != nil {
+			return st, fmt.Errorf("alert: device status %s: %w", device, err)
+		}
+	}
+	return st, nil
 }
 
 func location(l *devices.Location) *forward.Location {
@@ -207,11 +314,12 @@ func location(l *devices.Location) *forward.Location {
 	return &forward.Location{Lat: l.Lat, Lon: l.Lon, AccM: l.AccM}
 }
 
-func (e *Engine) raiseDuress(tx *bolt.Tx, rec journal.Record, key string) error {
-	now := e.now()
-	a := Alert{ID: IDForKey(key), Key: key, Event: string(devices.TypeDuress), Priority: P1, Site: rec.Site,
-		Device: rec.Event.Device, Seq: rec.Event.Seq, Warnings: slices.Clone(rec.Warnings), State: Raised,
-		EventTime: rec.Event.TS, RaisedAt: now, Location: location(rec.Event.Loc), Battery: rec.Event.Battery}
+// raiseFor raises a P1 alert for a device event (duress, man-down, covert
+// duress), verified when the registry knows the device at that site.
+func (e *Engine) raiseFor(tx *bolt.Tx, rec journal.Record, key, event, label string) error {
+	a := Alert{ID: IDForKey(key), Key: key, Event: event, Priority: P1, Site: rec.Site,
+		Device: rec.Event.Device, Seq: rec.Event.Seq, Warnings: slices.Clone(rec.Warnings),
+		EventTime: rec.Event.TS, Location: location(rec.Event.Loc), Battery: rec.Event.Battery}
 	if d := rec.Registered; d != nil && d.Site == rec.Site {
 		a.Verified, a.Wearer, a.Zone, a.Camera = true, d.Wearer, d.Zone, d.Camera
 	} else if d != nil {
@@ -223,19 +331,34 @@ func (e *Engine) raiseDuress(tx *bolt.Tx, rec journal.Record, key string) error 
 	if !a.Verified {
 		who = "UNVERIFIED device " + a.Device
 	}
-	a.Text = fmt.Sprintf("DURESS %s at %s", who, a.Site)
-	// An unverified device never reaches the ARC as a verified alarm; people
-	// still see it through the webhooks and the console.
-	if a.Verified && len(e.routes.ARC) > 0 {
-		a.Routes = append(a.Routes, e.routes.ARC[0])
+	a.Text = fmt.Sprintf("%s %s at %s", label, who, a.Site)
+	return e.raise(tx, &a)
+}
+
+// raise stores a new alert and queues it on the routes for its priority. A
+// P1 alert for a wearer with a paired camera also tells the camera to start
+// recording, at once.
+func (e *Engine) raise(tx *bolt.Tx, a *Alert) error {
+	now := e.now()
+	a.State, a.RaisedAt = Raised, now
+	if a.Key == "" {
+		a.Key = a.ID
 	}
-	a.Routes = append(a.Routes, e.routes.Webhooks...)
+	a.Routes = e.routes.forPriority(a.Priority, a.Verified)
 	for _, r := range a.Routes {
-		if _, err := outbox.Enqueue(tx, r, a.message(forward.KindAlarm, key, a.Seq), now); err != nil {
+		if _, err := outbox.Enqueue(tx, r, a.message(forward.KindAlarm, a.Key, a.Seq), now); err != nil {
 			return err
 		}
 	}
-	return putJSON(tx.Bucket(bucketAlerts), a.ID, a)
+	if a.Priority == P1 && a.Camera != "" && e.routes.Wearer != "" {
+		m := a.message(forward.KindAlarm, a.Key+":record", a.Seq)
+		m.Event, m.Device = devices.CmdStartRecording, a.Camera
+		if _, err := outbox.Enqueue(tx, e.routes.Wearer, m, now); err != nil {
+			return err
+		}
+		a.CameraCommanded = a.Camera
+	}
+	return putJSON(tx.Bucket(bucketAlerts), a.ID, *a)
 }
 
 // cancel restores the device's newest open duress alert. The alert stays open:
@@ -311,8 +434,10 @@ func (e *Engine) Delivered(tx *bolt.Tx, en outbox.Entry) error {
 }
 
 // confirmToWearer queues "alert_received" to the wearer's device, once.
+// Only P1 alerts get it, and never a covert duress: whoever is with the
+// wearer must not learn that help was called.
 func (e *Engine) confirmToWearer(tx *bolt.Tx, a *Alert) error {
-	if a.Feedback || e.routes.Wearer == "" || a.Device == "" {
+	if a.Feedback || e.routes.Wearer == "" || a.Device == "" || a.Priority != P1 || a.Event == EventCovertDuress {
 		return nil
 	}
 	a.Feedback = true
@@ -327,17 +452,8 @@ func (e *Engine) confirmToWearer(tx *bolt.Tx, a *Alert) error {
 func (e *Engine) RaiseSystem(kind, site, text string) (Alert, error) {
 	now := e.now()
 	a := Alert{ID: fmt.Sprintf("sys.%s.%d", kind, now.UnixNano()), Event: kind, Priority: P2, Site: site,
-		Verified: true, Text: text, State: Raised, EventTime: now, RaisedAt: now}
-	a.Key = a.ID
-	a.Routes = slices.Clone(e.routes.Webhooks)
-	err := e.db.Update(func(tx *bolt.Tx) error {
-		for _, r := range a.Routes {
-			if _, err := outbox.Enqueue(tx, r, a.message(forward.KindAlarm, a.Key, 0), now); err != nil {
-				return err
-			}
-		}
-		return putJSON(tx.Bucket(bucketAlerts), a.ID, a)
-	})
+		Verified: true, Text: text, EventTime: now}
+	err := e.db.Update(func(tx *bolt.Tx) error { return e.raise(tx, &a) })
 	if err != nil {
 		return Alert{}, fmt.Errorf("alert: raise %s: %w", kind, err)
 	}
@@ -363,11 +479,18 @@ func (e *Engine) Acknowledge(id, by, note string) (Alert, error) {
 	})
 }
 
-// Resolve closes the alert with an outcome. An alert resolved without an
-// explicit acknowledgement is acknowledged at the same moment by the same person.
-func (e *Engine) Resolve(id, by, outcome string) (Alert, error) {
-	if strings.TrimSpace(by) == "" || strings.TrimSpace(outcome) == "" {
-		return Alert{}, fmt.Errorf("%w: resolve needs the person (by) and an outcome", ErrTransition)
+// Outcomes an operator may resolve an alert with.
+var Outcomes = []string{"false_alarm", "genuine_no_harm", "genuine_police_attended", "genuine_injury", "test"}
+
+// Resolve closes the alert with one of Outcomes and an optional note. An
+// alert resolved without an explicit acknowledgement is acknowledged at the
+// same moment by the same person.
+func (e *Engine) Resolve(id, by, outcome, note string) (Alert, error) {
+	if strings.TrimSpace(by) == "" {
+		return Alert{}, fmt.Errorf("%w: resolve needs the person (by)", ErrTransition)
+	}
+	if !slices.Contains(Outcomes, outcome) {
+		return Alert{}, fmt.Errorf("%w: outcome %q is not one of %s", ErrInvalid, outcome, strings.Join(Outcomes, ", "))
 	}
 	return e.update(id, func(_ *bolt.Tx, a *Alert, now time.Time) error {
 		if a.State == Resolved {
@@ -377,6 +500,23 @@ func (e *Engine) Resolve(id, by, outcome string) (Alert, error) {
 			a.AcknowledgedAt, a.AcknowledgedBy = now, by
 		}
 		a.State, a.ResolvedAt, a.ResolvedBy, a.Outcome = Resolved, now, by, outcome
+		if note != "" {
+			a.Notes = append(a.Notes, Note{At: now, By: by, Text: note})
+		}
+		return nil
+	})
+}
+
+// AddNote records a remark by a person on an alert, open or resolved.
+func (e *Engine) AddNote(id, by, text string) (Alert, error) {
+	if strings.TrimSpace(by) == "" || strings.TrimSpace(text) == "" {
+		return Alert{}, fmt.Errorf("%w: a note needs the person (by) and text", ErrInvalid)
+	}
+	if len(text) > 2000 {
+		return Alert{}, fmt.Errorf("%w: a note is at most 2000 bytes", ErrInvalid)
+	}
+	return e.update(id, func(_ *bolt.Tx, a *Alert, now time.Time) error {
+		a.Notes = append(a.Notes, Note{At: now, By: by, Text: text})
 		return nil
 	})
 }

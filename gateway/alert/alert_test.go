@@ -31,15 +31,16 @@ func (r *recorder) Send(_ context.Context, m forward.Message) error {
 }
 
 type rig struct {
-	db     *bolt.DB
-	eng    *Engine
-	j      *journal.Journal
-	d      *outbox.Dispatcher
-	arc    *recorder
-	hook   *recorder
-	wearer *recorder
-	now    time.Time
-	nurse  *registry.Device
+	db      *bolt.DB
+	eng     *Engine
+	j       *journal.Journal
+	d       *outbox.Dispatcher
+	arc     *recorder
+	hook    *recorder
+	wearer  *recorder
+	now     time.Time
+	nurse   *registry.Device
+	pending []journal.Record
 }
 
 func newRig(t *testing.T) *rig {
@@ -50,7 +51,7 @@ func newRig(t *testing.T) *rig {
 	r := &rig{db: db, arc: &recorder{}, hook: &recorder{}, wearer: &recorder{}, now: time.Date(2026, 11, 21, 10, 15, 31, 0, time.UTC),
 		nurse: &registry.Device{ID: "btn-1", Kind: registry.KindButton, Site: "leeds", Wearer: "Nurse A", Zone: 7, Camera: "cam-1"}}
 	clock := func() time.Time { return r.now }
-	r.eng, err = New(db, Routes{ARC: []string{"arc0"}, Webhooks: []string{"webhook0"}, Wearer: "wearer"}, clock)
+	r.eng, err = New(db, Routes{ARC: []string{"arc0"}, Webhooks: []string{"webhook0"}, Wearer: "wearer"}, Options{Now: clock})
 	require.NoError(t, err)
 	r.j, err = journal.New(db, journal.Options{Apply: r.eng.Apply})
 	require.NoError(t, err)
@@ -87,6 +88,19 @@ func (r *rig) event(typ devices.Type, seq uint64, registered bool) journal.Recor
 	return rec
 }
 
+// commands returns the device commands of one kind that were sent.
+func (r *rig) commands(cmd string) []forward.Message {
+	r.wearer.mu.Lock()
+	defer r.wearer.mu.Unlock()
+	var out []forward.Message
+	for _, m := range r.wearer.msgs {
+		if m.Event == cmd {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
 func (r *rig) drain(t *testing.T) {
 	t.Helper()
 	for range 10 {
@@ -109,7 +123,11 @@ func TestVerifiedDuressGoesToARCAndWebhookThenWearerHearsBack(t *testing.T) {
 	assert.Equal(t, P1, v.Priority)
 	assert.Equal(t, []string{"arc0", "webhook0"}, v.Routes)
 	assert.Equal(t, r.now, v.RaisedAt)
-	require.Len(t, v.Deliveries, 2)
+	require.Len(t, v.Deliveries, 3)
+	assert.Equal(t, "cam-1", v.CameraCommanded, "the paired camera is told at once")
+	assert.Equal(t, "wearer", v.Deliveries[2].Route)
+	assert.Equal(t, devices.CmdStartRecording, v.Deliveries[2].Msg.Event)
+	assert.Equal(t, "cam-1", v.Deliveries[2].Msg.Device)
 
 	r.now = r.now.Add(20 * time.Millisecond)
 	r.drain(t)
@@ -120,9 +138,10 @@ func TestVerifiedDuressGoesToARCAndWebhookThenWearerHearsBack(t *testing.T) {
 	assert.Equal(t, 7, m.Zone)
 	require.NotNil(t, m.Location)
 	require.Len(t, r.hook.msgs, 1)
-	require.Len(t, r.wearer.msgs, 1, "the wearer is told once")
-	assert.Equal(t, devices.CmdAlertReceived, r.wearer.msgs[0].Event)
-	assert.Equal(t, "btn-1.42", r.wearer.msgs[0].AlertID)
+	told := r.commands(devices.CmdAlertReceived)
+	require.Len(t, told, 1, "the wearer is told once")
+	assert.Equal(t, "btn-1.42", told[0].AlertID)
+	assert.Equal(t, "btn-1", told[0].Device)
 
 	v, err = r.eng.Get("btn-1.42")
 	require.NoError(t, err)
@@ -144,7 +163,8 @@ func TestUnverifiedDuressNeverReachesARC(t *testing.T) {
 	require.NoError(t, err)
 	assert.False(t, v.Verified)
 	assert.Contains(t, v.Warnings, "device is not registered")
-	assert.Len(t, r.wearer.msgs, 1, "with no ARC route, the first delivery confirms to the wearer")
+	assert.Len(t, r.commands(devices.CmdAlertReceived), 1, "with no ARC route, the first delivery confirms to the wearer")
+	assert.Empty(t, r.commands(devices.CmdStartRecording), "an unknown device has no paired camera")
 }
 
 func TestDuplicateAndSeqConflict(t *testing.T) {
@@ -199,14 +219,16 @@ func TestAcknowledgeAndResolve(t *testing.T) {
 	_, err = r.eng.Acknowledge("btn-1.1", "Operator 7", "")
 	require.ErrorIs(t, err, ErrTransition)
 
-	_, err = r.eng.Resolve("btn-1.1", "Operator 7", "")
-	require.ErrorIs(t, err, ErrTransition, "an outcome is required")
+	_, err = r.eng.Resolve("btn-1.1", "Operator 7", "", "")
+	require.ErrorIs(t, err, ErrInvalid, "an outcome is required")
+	_, err = r.eng.Resolve("btn-1.1", "Operator 7", "all good", "")
+	require.ErrorIs(t, err, ErrInvalid, "only the defined outcomes")
 	r.now = r.now.Add(time.Minute)
-	a, err = r.eng.Resolve("btn-1.1", "Operator 7", "police attended; wearer safe")
+	a, err = r.eng.Resolve("btn-1.1", "Operator 7", "genuine_police_attended", "wearer safe")
 	require.NoError(t, err)
 	assert.Equal(t, Resolved, a.State)
 	assert.Equal(t, r.now, a.ResolvedAt)
-	_, err = r.eng.Resolve("btn-1.1", "Operator 7", "again")
+	_, err = r.eng.Resolve("btn-1.1", "Operator 7", "test", "")
 	require.ErrorIs(t, err, ErrTransition)
 	// A late delivery after resolution records the time but keeps the state.
 	r.drain(t)
@@ -260,10 +282,9 @@ func TestAcknowledgeConfirmsToWearerWhenNoReceiverDid(t *testing.T) {
 	r.eng.routes = Routes{Wearer: "wearer"} // no ARC, no webhook
 	r.submit(t, r.event(devices.TypeDuress, 1, true))
 	r.drain(t)
-	assert.Empty(t, r.wearer.msgs, "nobody has taken it yet")
+	assert.Empty(t, r.commands(devices.CmdAlertReceived), "nobody has taken it yet")
 	_, err := r.eng.Acknowledge("btn-1.1", "Operator 7", "")
 	require.NoError(t, err)
 	r.drain(t)
-	require.Len(t, r.wearer.msgs, 1)
-	assert.Equal(t, devices.CmdAlertReceived, r.wearer.msgs[0].Event)
+	require.Len(t, r.commands(devices.CmdAlertReceived), 1)
 }

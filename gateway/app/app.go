@@ -35,6 +35,7 @@ import (
 	"github.com/vigil-gw/vigil/gateway/forward/webhook"
 	"github.com/vigil-gw/vigil/gateway/journal"
 	"github.com/vigil-gw/vigil/gateway/outbox"
+	"github.com/vigil-gw/vigil/gateway/timer"
 )
 
 // Route names. ARC receivers are arc0 (primary), arc1, …; webhooks webhook0, ….
@@ -65,6 +66,7 @@ type App struct {
 	journal  *journal.Journal
 	engine   *alert.Engine
 	outbox   *outbox.Dispatcher
+	timers   *timer.Wheel
 	mqtt     *mqtt.Client
 	broker   *broker.Broker
 	arcs     []*dc09.Client
@@ -156,7 +158,12 @@ func New(cfg Config, log *slog.Logger) (_ *App, err error) {
 		oroutes = append(oroutes, outbox.Route{Name: webhookRoute(i), Sender: s})
 	}
 
-	if a.engine, err = alert.New(db, routes, time.Now); err != nil {
+	if routes.ByPriority, err = cfg.routing(); err != nil {
+		return nil, err
+	}
+	if a.engine, err = alert.New(db, routes, alert.Options{AmberGrace: cfg.Alerts.AmberGrace,
+		OfflineIntervals: cfg.Alerts.OfflineIntervals, HeartbeatInterval: cfg.Alerts.HeartbeatInterval,
+		BatteryThreshold: cfg.Alerts.BatteryThreshold, BatteryGroupWindow: cfg.Alerts.BatteryGroup}); err != nil {
 		return nil, err
 	}
 	a.engine.OnDelivered = func(al alert.Alert) {
@@ -192,7 +199,12 @@ func New(cfg Config, log *slog.Logger) (_ *App, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if a.journal, err = journal.New(db, journal.Options{Apply: a.engine.Apply, Committed: a.outbox.Wake, Logger: log}); err != nil {
+	if a.timers, err = timer.NewWheel(db, a.engine.Fire, time.Now, log); err != nil {
+		return nil, err
+	}
+	a.timers.Fired = a.outbox.Wake
+	committed := func() { a.outbox.Wake(); a.timers.Wake() }
+	if a.journal, err = journal.New(db, journal.Options{Apply: a.engine.Apply, Committed: committed, Logger: log}); err != nil {
 		return nil, err
 	}
 	a.metrics.register(a)
@@ -250,6 +262,7 @@ func (a *App) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return a.journal.Run(gctx) })
 	g.Go(func() error { return a.outbox.Run(gctx) })
+	g.Go(func() error { return a.timers.Run(gctx) })
 	for _, c := range a.arcs {
 		g.Go(func() error { return c.Run(gctx) })
 	}

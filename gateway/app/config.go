@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -70,6 +71,16 @@ type AlertsConfig struct {
 	LinkTest          time.Duration `yaml:"link_test"`      // DC-09 NULL interval
 	AckTimeout        time.Duration `yaml:"ack_timeout"`    // DC-09 wait for ACK
 	WebhookSecretFile string        `yaml:"webhook_secret_file"`
+	AmberGrace        time.Duration `yaml:"amber_grace"`       // pre-alert to "failed to check in"
+	OfflineIntervals  int           `yaml:"offline_intervals"` // heartbeats missed before offline
+	HeartbeatInterval time.Duration `yaml:"heartbeat_interval"`
+	BatteryThreshold  int           `yaml:"battery_threshold"` // percent
+	BatteryGroup      time.Duration `yaml:"battery_group"`     // one low-battery notification per site per this
+	// Routing lists the routes for each priority ("p1".."p4"): "arc" (the
+	// primary ARC, with its backups by escalation), "webhooks" (all of them),
+	// or a route name (arc0, arc1, webhook0, …). Unlisted priorities keep the
+	// default: p1 to arc and webhooks, p2-p4 to webhooks.
+	Routing map[string][]string `yaml:"routing"`
 }
 
 // OutboxConfig tunes retries.
@@ -93,8 +104,11 @@ func DefaultConfig() Config {
 		GatewayID: id,
 		LogLevel:  "info",
 		Broker:    BrokerConfig{Listen: "127.0.0.1:1883"},
-		Alerts:    AlertsConfig{EscalateAfter: 5 * time.Second, LinkTest: 60 * time.Second, AckTimeout: 5 * time.Second},
-		Outbox:    OutboxConfig{BackoffBase: 250 * time.Millisecond, BackoffMax: 15 * time.Second},
+		Alerts: AlertsConfig{EscalateAfter: 5 * time.Second, LinkTest: 60 * time.Second, AckTimeout: 5 * time.Second,
+			AmberGrace: 2 * time.Minute, OfflineIntervals: 3, HeartbeatInterval: time.Minute, BatteryThreshold: 20,
+			BatteryGroup: 15 * time.Minute,
+			Routing:      map[string][]string{"p1": {"arc", "webhooks"}, "p2": {"webhooks"}, "p3": {"webhooks"}, "p4": {"webhooks"}}},
+		Outbox: OutboxConfig{BackoffBase: 250 * time.Millisecond, BackoffMax: 15 * time.Second},
 	}
 }
 
@@ -161,8 +175,14 @@ func (c Config) Validate() error {
 			bad("webhooks[%d]: %s needs a secret file (secret_file or --webhook-secret-file)", i, redact(h.URL))
 		}
 	}
-	if c.Alerts.EscalateAfter <= 0 || c.Alerts.AckTimeout <= 0 {
-		bad("alerts: escalate_after and ack_timeout must be positive")
+	if c.Alerts.EscalateAfter <= 0 || c.Alerts.AckTimeout <= 0 || c.Alerts.AmberGrace <= 0 || c.Alerts.HeartbeatInterval <= 0 || c.Alerts.BatteryGroup <= 0 {
+		bad("alerts: escalate_after, ack_timeout, amber_grace, heartbeat_interval and battery_group must be positive")
+	}
+	if c.Alerts.OfflineIntervals < 1 || c.Alerts.BatteryThreshold < 1 || c.Alerts.BatteryThreshold > 100 {
+		bad("alerts: offline_intervals must be at least 1 and battery_threshold 1-100")
+	}
+	if _, err := c.routing(); err != nil {
+		bad("alerts.routing: %v", err)
 	}
 	if _, err := ParseLevel(c.LogLevel); err != nil {
 		bad("log_level: %v", err)
@@ -205,4 +225,46 @@ func ParseLevel(s string) (slog.Level, error) {
 		return 8, nil
 	}
 	return 0, fmt.Errorf("%q is not debug, info, warn or error", s)
+}
+
+// routing resolves alerts.routing into route names per priority.
+func (c Config) routing() (map[int][]string, error) {
+	if len(c.Alerts.Routing) == 0 {
+		return nil, nil
+	}
+	out := map[int][]string{}
+	for p, names := range c.Alerts.Routing {
+		var prio int
+		if _, err := fmt.Sscanf(p, "p%d", &prio); err != nil || prio < 1 || prio > 4 || p != fmt.Sprintf("p%d", prio) {
+			return nil, fmt.Errorf("%q is not p1, p2, p3 or p4", p)
+		}
+		routes := []string{}
+		for _, n := range names {
+			switch {
+			case n == "arc":
+				if len(c.ARC) > 0 {
+					routes = append(routes, arcRoute(0))
+				}
+			case n == "webhooks":
+				for i := range c.Webhooks {
+					routes = append(routes, webhookRoute(i))
+				}
+			case validRoute(n, "arc", len(c.ARC)) || validRoute(n, "webhook", len(c.Webhooks)):
+				routes = append(routes, n)
+			default:
+				return nil, fmt.Errorf("%s: %q is not arc, webhooks or a configured route (arc0…, webhook0…)", p, n)
+			}
+		}
+		out[prio] = routes
+	}
+	return out, nil
+}
+
+func validRoute(name, prefix string, n int) bool {
+	for i := range n {
+		if name == prefix+strconv.Itoa(i) {
+			return true
+		}
+	}
+	return false
 }

@@ -25,6 +25,8 @@ func (a *App) routes() http.Handler {
 	mux.HandleFunc("GET /api/alerts/{id}", a.getAlert)
 	mux.HandleFunc("POST /api/alerts/{id}/ack", a.ackAlert)
 	mux.HandleFunc("POST /api/alerts/{id}/resolve", a.resolveAlert)
+	mux.HandleFunc("POST /api/alerts/{id}/note", a.noteAlert)
+	mux.HandleFunc("GET /api/amber", a.listAmber)
 	mux.HandleFunc("GET /api/devices", a.listDevices)
 	mux.HandleFunc("GET /api/quarantine", a.listQuarantine)
 	mux.HandleFunc("GET /api/routes", a.listRoutes)
@@ -123,7 +125,7 @@ func (a *App) resolveAlert(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	al, err := a.engine.Resolve(r.PathValue("id"), req.By, req.Outcome)
+	al, err := a.engine.Resolve(r.PathValue("id"), req.By, req.Outcome, req.Note)
 	if err != nil {
 		writeError(w, statusFor(err), err)
 		return
@@ -132,12 +134,39 @@ func (a *App) resolveAlert(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, al)
 }
 
+func (a *App) noteAlert(w http.ResponseWriter, r *http.Request) {
+	req, ok := decodeTransition(w, r)
+	if !ok {
+		return
+	}
+	al, err := a.engine.AddNote(r.PathValue("id"), req.By, req.Note)
+	if err != nil {
+		writeError(w, statusFor(err), err)
+		return
+	}
+	writeJSON(w, http.StatusOK, al)
+}
+
+func (a *App) listAmber(w http.ResponseWriter, _ *http.Request) {
+	s, err := a.engine.AmberSessions()
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err)
+		return
+	}
+	if s == nil {
+		s = []alert.AmberSession{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"sessions": s})
+}
+
 func statusFor(err error) int {
 	switch {
 	case errors.Is(err, alert.ErrNotFound):
 		return http.StatusNotFound
 	case errors.Is(err, alert.ErrTransition):
 		return http.StatusConflict
+	case errors.Is(err, alert.ErrInvalid):
+		return http.StatusBadRequest
 	}
 	return http.StatusInternalServerError
 }

@@ -112,8 +112,8 @@ func TestDuressEndToEnd(t *testing.T) {
 			// Acknowledge and resolve through the API.
 			id := strings.ReplaceAll(key, ":", ".")
 			post(t, v.http, "/api/alerts/"+id+"/ack", `{"by":"Operator 7"}`, http.StatusOK)
-			post(t, v.http, "/api/alerts/"+id+"/resolve", `{"by":"Operator 7","outcome":"police attended; wearer safe"}`, http.StatusOK)
-			post(t, v.http, "/api/alerts/"+id+"/resolve", `{"by":"Operator 7","outcome":"again"}`, http.StatusConflict)
+			post(t, v.http, "/api/alerts/"+id+"/resolve", `{"by":"Operator 7","outcome":"genuine_police_attended","note":"wearer safe"}`, http.StatusOK)
+			post(t, v.http, "/api/alerts/"+id+"/resolve", `{"by":"Operator 7","outcome":"test"}`, http.StatusConflict)
 			post(t, v.http, "/api/alerts/nope/ack", `{"by":"x"}`, http.StatusNotFound)
 			post(t, v.http, "/api/alerts/"+id+"/ack", `{"who":"x"}`, http.StatusBadRequest)
 		})
