@@ -223,15 +223,19 @@ type Button struct {
 	stop chan struct{} // closed by Close
 	done chan struct{} // closed when the sender has returned
 
-	mu         sync.Mutex
-	client     paho.Client
-	closed     bool
-	battery    int
-	rng        *rand.Rand
-	queue      []outbound
-	pending    map[uint64]*pending
-	subscribed chan struct{} // closed after the first command subscription
-	lastErr    error         // the latest failed connection attempt
+	mu      sync.Mutex
+	client  paho.Client
+	closed  bool
+	battery int
+	rng     *rand.Rand
+	queue   []outbound
+	pending map[uint64]*pending
+	// commands are every command received; commandSignal is closed and
+	// replaced when one arrives.
+	commands      []devices.Command
+	commandSignal chan struct{}
+	subscribed    chan struct{} // closed after the first command subscription
+	lastErr       error         // the latest failed connection attempt
 }
 
 // notifyingStore is paho's ordered in-memory session store, which also tells
@@ -282,19 +286,20 @@ func newButton(cfg ButtonConfig, stats *counters) (*Button, error) {
 		return nil, err
 	}
 	b := &Button{
-		cfg:        cfg,
-		log:        cfg.Logger.With("component", "firmware-sim", "site", cfg.Site, "device", cfg.Device),
-		seq:        seq,
-		stats:      stats,
-		event:      devices.EventTopic(cfg.Site, cfg.Device),
-		cmd:        devices.CommandTopic(cfg.Site, cfg.Device),
-		wake:       make(chan struct{}, 1),
-		stop:       make(chan struct{}),
-		done:       make(chan struct{}),
-		battery:    cfg.Battery,
-		rng:        rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)),
-		pending:    make(map[uint64]*pending),
-		subscribed: make(chan struct{}),
+		cfg:           cfg,
+		log:           cfg.Logger.With("component", "firmware-sim", "site", cfg.Site, "device", cfg.Device),
+		seq:           seq,
+		stats:         stats,
+		event:         devices.EventTopic(cfg.Site, cfg.Device),
+		cmd:           devices.CommandTopic(cfg.Site, cfg.Device),
+		wake:          make(chan struct{}, 1),
+		stop:          make(chan struct{}),
+		done:          make(chan struct{}),
+		battery:       cfg.Battery,
+		rng:           rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)),
+		pending:       make(map[uint64]*pending),
+		commandSignal: make(chan struct{}),
+		subscribed:    make(chan struct{}),
 	}
 	b.store = &notifyingStore{OrderedMemoryStore: paho.NewOrderedMemoryStore(), deleted: b.nudge}
 	return b, nil
@@ -498,6 +503,34 @@ func (b *Button) Cancel(ctx context.Context) (Press, error) {
 	return b.emit(ctx, devices.TypeDuressCancel, nil)
 }
 
+// ManDown publishes a man_down event: the device detected a fall and the
+// wearer did not cancel within the device's own window. WaitReceived works
+// for it as for a duress.
+func (b *Button) ManDown(ctx context.Context) (Press, error) {
+	return b.emit(ctx, devices.TypeManDown, nil)
+}
+
+// CovertCancel publishes a duress_cancel entered with the duress PIN: to
+// anyone watching it cancels; to the gateway it is a silent duress.
+func (b *Button) CovertCancel(ctx context.Context) (Press, error) {
+	return b.emit(ctx, devices.TypeDuressCancel, nil, func(e *devices.Event) { e.Covert = true })
+}
+
+// AmberStart begins a timed visit of d with a note saying where and why.
+func (b *Button) AmberStart(ctx context.Context, d time.Duration, note string) (Press, error) {
+	return b.emit(ctx, devices.TypeAmberStart, nil, func(e *devices.Event) { e.DurationS, e.Note = int(d/time.Second), note })
+}
+
+// AmberExtend asks for d more, counted from now.
+func (b *Button) AmberExtend(ctx context.Context, d time.Duration) (Press, error) {
+	return b.emit(ctx, devices.TypeAmberExtend, nil, func(e *devices.Event) { e.DurationS = int(d / time.Second) })
+}
+
+// CheckIn ends the timed visit: the wearer is safe.
+func (b *Button) CheckIn(ctx context.Context) (Press, error) {
+	return b.emit(ctx, devices.TypeAmberCheckin, nil)
+}
+
 // Heartbeat publishes a heartbeat event, which tells the gateway the button
 // is alive (its absence raises a loss-of-supervision trouble).
 func (b *Button) Heartbeat(ctx context.Context) (Press, error) {
@@ -544,7 +577,7 @@ func (b *Button) Run(ctx context.Context) error {
 // emit builds an event, possibly breaks or doubles it, and queues it for the
 // sender. battery overrides the reported level (a battery event carries the
 // new level even when it is 0).
-func (b *Button) emit(ctx context.Context, typ devices.Type, battery *int) (Press, error) {
+func (b *Button) emit(ctx context.Context, typ devices.Type, battery *int, with ...func(*devices.Event)) (Press, error) {
 	if err := ctx.Err(); err != nil {
 		return Press{}, err
 	}
@@ -574,6 +607,9 @@ func (b *Button) emit(ctx context.Context, typ devices.Type, battery *int) (Pres
 	if b.cfg.Lat != 0 || b.cfg.Lon != 0 {
 		ev.Loc = &devices.Location{Lat: b.cfg.Lat, Lon: b.cfg.Lon, AccM: b.cfg.AccM}
 	}
+	for _, f := range with {
+		f(&ev)
+	}
 	p := Press{Seq: seq, ID: ev.ID, Type: typ}
 	// Always draw the same numbers so one rate does not shift the others'
 	// random sequence.
@@ -591,7 +627,7 @@ func (b *Button) emit(ctx context.Context, typ devices.Type, battery *int) (Pres
 	}
 
 	p.At = time.Now()
-	if typ == devices.TypeDuress {
+	if typ.Alarm() {
 		b.track(seq, p.At)
 	}
 	out := outbound{payload: payload, typ: typ, seq: seq, malformed: p.Malformed}
@@ -705,8 +741,13 @@ func (b *Button) onMessage(_ paho.Client, m paho.Message) {
 		b.log.Warn("undecodable command ignored", "err", err)
 		return
 	}
+	b.mu.Lock()
+	b.commands = append(b.commands, cmd)
+	close(b.commandSignal)
+	b.commandSignal = make(chan struct{})
+	b.mu.Unlock()
 	if cmd.Cmd != devices.CmdAlertReceived {
-		b.log.Info("command not simulated, ignored", "cmd", cmd.Cmd)
+		b.log.Info("command received", "cmd", cmd.Cmd, "alert", cmd.Alert)
 		return
 	}
 	now := time.Now()
@@ -730,6 +771,27 @@ func (b *Button) onMessage(_ paho.Client, m paho.Message) {
 	case fresh:
 		b.stats.addConfirmed(p.conf.RoundTrip)
 		b.log.Debug("duress confirmed", "seq", cmd.Seq, "alert", cmd.Alert, "round_trip", p.conf.RoundTrip)
+	}
+}
+
+// WaitCommand waits until a command named name has arrived (at any time since
+// the button was made) and returns the first such command.
+func (b *Button) WaitCommand(ctx context.Context, name string) (devices.Command, error) {
+	for {
+		b.mu.Lock()
+		for _, c := range b.commands {
+			if c.Cmd == name {
+				b.mu.Unlock()
+				return c, nil
+			}
+		}
+		signal := b.commandSignal
+		b.mu.Unlock()
+		select {
+		case <-signal:
+		case <-ctx.Done():
+			return devices.Command{}, fmt.Errorf("firmwaresim: %s: no %s command: %w", b.cfg.Device, name, ctx.Err())
+		}
 	}
 }
 
