@@ -30,6 +30,10 @@ commands:
   run                     start the gateway (embedded broker, ./var, http 127.0.0.1:8080 by default)
   device add ID --kind button|camera --site SITE --wearer NAME [--camera CAMERA_ID]
   device list
+  token create --role operator|supervisor|admin --name NAME   an API token, printed once
+  token list
+  pki init [--name NAME]  create the site CA in STATE/pki, for brokers that authenticate clients by certificate
+  pki issue ID [--kind device|gateway|server] [--host H]... [--days N] [--force]
 Run "vigil <command> -h" for the flags of a command.
 `
 
@@ -46,6 +50,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = deviceAdd(args[2:], stdout, stderr)
 	case cmd == "device" && len(args) > 1 && args[1] == "list":
 		err = deviceList(args[2:], stdout, stderr)
+	case cmd == "pki" && len(args) > 1 && args[1] == "init":
+		err = pkiInit(args[2:], stdout, stderr)
+	case cmd == "pki" && len(args) > 1 && args[1] == "issue":
+		err = pkiIssue(args[2:], stdout, stderr)
+	case cmd == "token" && len(args) > 1 && args[1] == "create":
+		err = tokenCreate(args[2:], stdout, stderr)
+	case cmd == "token" && len(args) > 1 && args[1] == "list":
+		err = tokenList(args[2:], stdout, stderr)
 	case cmd == "-h" || cmd == "--help" || cmd == "help":
 		fmt.Fprint(stdout, usage)
 		return 0

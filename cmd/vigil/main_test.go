@@ -57,3 +57,19 @@ func TestFailuresAreOneLineAndNonZero(t *testing.T) {
 	code, _, _ := vigil("frobnicate")
 	assert.Equal(t, 2, code, "unknown command is a usage error")
 }
+
+func TestTokenCreateAndList(t *testing.T) {
+	state := t.TempDir()
+	code, out, errs := vigil("token", "create", "--role", "operator", "--name", "Operator 7", "--state", state)
+	require.Equal(t, 0, code, errs)
+	secret := strings.TrimSpace(out)
+	assert.True(t, strings.HasPrefix(secret, "vgl_"), "only the secret on stdout, for scripts")
+	assert.Contains(t, errs, "shown once")
+	code, out, _ = vigil("token", "list", "--state", state)
+	require.Equal(t, 0, code)
+	assert.Contains(t, out, "operator  Operator 7")
+	assert.NotContains(t, out, secret)
+	code, _, errs = vigil("token", "create", "--role", "root", "--name", "x", "--state", state)
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errs, `role "root"`)
+}

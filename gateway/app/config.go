@@ -40,6 +40,13 @@ type Config struct {
 // BrokerConfig configures the embedded broker, used when MQTT.URL is empty.
 type BrokerConfig struct {
 	Listen string `yaml:"listen"`
+	// With all three set the listener is TLS and every client needs a
+	// certificate from ClientCAFile whose CN is its device id (or gateway_id):
+	// it may then only publish its own events and read its own commands.
+	// The gateway itself connects with mqtt.ca_file, cert_file and key_file.
+	TLSCertFile  string `yaml:"tls_cert_file"`  // the broker's server certificate (vigil pki issue NAME --kind server)
+	TLSKeyFile   string `yaml:"tls_key_file"`   // its key
+	ClientCAFile string `yaml:"client_ca_file"` // the site CA (vigil pki init): STATE/pki/ca.crt
 }
 
 // MQTTConfig points Vigil at an external broker.
@@ -133,6 +140,9 @@ func LoadConfig(path string) (Config, error) {
 		}
 	}
 	rel(&cfg.State)
+	rel(&cfg.Broker.TLSCertFile)
+	rel(&cfg.Broker.TLSKeyFile)
+	rel(&cfg.Broker.ClientCAFile)
 	rel(&cfg.MQTT.PasswordFile)
 	rel(&cfg.MQTT.CAFile)
 	rel(&cfg.MQTT.CertFile)
@@ -166,6 +176,14 @@ func (c Config) Validate() error {
 	if c.MQTT.URL == "" {
 		if _, _, err := net.SplitHostPort(c.Broker.Listen); err != nil {
 			bad("broker.listen: %q is not host:port", c.Broker.Listen)
+		}
+		if b := c.Broker; b.TLSCertFile != "" || b.TLSKeyFile != "" || b.ClientCAFile != "" {
+			if b.TLSCertFile == "" || b.TLSKeyFile == "" || b.ClientCAFile == "" {
+				bad("broker: tls_cert_file, tls_key_file and client_ca_file go together: set all three, or none")
+			}
+			if c.MQTT.CAFile == "" || c.MQTT.CertFile == "" || c.MQTT.KeyFile == "" {
+				bad("mqtt: ca_file, cert_file and key_file are needed: the embedded broker requires client certificates, the gateway's included (vigil pki issue %s --kind gateway)", c.GatewayID)
+			}
 		}
 	} else if u, err := url.Parse(c.MQTT.URL); err != nil || (u.Scheme != "tcp" && u.Scheme != "ssl" && u.Scheme != "tls") || u.Host == "" {
 		bad("mqtt.url: %q must be tcp://host:port or ssl://host:port", c.MQTT.URL)

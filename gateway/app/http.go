@@ -1,16 +1,20 @@
 package app
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/vigil-gw/vigil/gateway/alert"
+	"github.com/vigil-gw/vigil/governance/access"
 )
 
 // maxBody caps API request bodies.
@@ -21,16 +25,58 @@ func (a *App) routes() http.Handler {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
 	mux.HandleFunc("GET /readyz", a.ready)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.metrics.reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /api/alerts", a.listAlerts)
-	mux.HandleFunc("GET /api/alerts/{id}", a.getAlert)
-	mux.HandleFunc("POST /api/alerts/{id}/ack", a.ackAlert)
-	mux.HandleFunc("POST /api/alerts/{id}/resolve", a.resolveAlert)
-	mux.HandleFunc("POST /api/alerts/{id}/note", a.noteAlert)
-	mux.HandleFunc("GET /api/amber", a.listAmber)
-	mux.HandleFunc("GET /api/devices", a.listDevices)
-	mux.HandleFunc("GET /api/quarantine", a.listQuarantine)
-	mux.HandleFunc("GET /api/routes", a.listRoutes)
+	mux.HandleFunc("GET /api/alerts", a.guard(access.ReadAlerts, a.listAlerts))
+	mux.HandleFunc("GET /api/alerts/{id}", a.guard(access.ReadAlerts, a.getAlert))
+	mux.HandleFunc("POST /api/alerts/{id}/ack", a.guard(access.ActOnAlerts, a.ackAlert))
+	mux.HandleFunc("POST /api/alerts/{id}/resolve", a.guard(access.ActOnAlerts, a.resolveAlert))
+	mux.HandleFunc("POST /api/alerts/{id}/note", a.guard(access.ActOnAlerts, a.noteAlert))
+	mux.HandleFunc("GET /api/amber", a.guard(access.ReadAlerts, a.listAmber))
+	mux.HandleFunc("GET /api/devices", a.guard(access.ReadDevices, a.listDevices))
+	mux.HandleFunc("GET /api/quarantine", a.guard(access.ReadRejected, a.listQuarantine))
+	mux.HandleFunc("GET /api/routes", a.guard(access.ReadRoutes, a.listRoutes))
 	return mux
+}
+
+type callerKey struct{}
+
+// caller is the token holder making the request.
+func caller(r *http.Request) access.Token {
+	t, _ := r.Context().Value(callerKey{}).(access.Token)
+	return t
+}
+
+// guard lets the request through only with a token whose role grants p:
+// 401 without a valid token, 403 with one whose role is too low. Each refusal
+// is counted and logged at most once a minute per client address.
+func (a *App) guard(p access.Permission, h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		deny := func(code int, reason string, err error) {
+			a.metrics.apiDenied.WithLabelValues(reason).Inc()
+			host, _, _ := net.SplitHostPort(r.RemoteAddr)
+			if a.limiter.Allow("api:" + host + ":" + reason) {
+				a.log.Warn("API request refused", "from", host, "path", r.URL.Path, "reason", reason, "err", err)
+			}
+			if code == http.StatusUnauthorized {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="vigil"`)
+			}
+			writeError(w, code, err)
+		}
+		secret, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok {
+			deny(http.StatusUnauthorized, "no_token", errors.New("authentication required: send Authorization: Bearer <token> (create one with vigil token create)"))
+			return
+		}
+		tok, err := a.tokens.Authenticate(secret)
+		if err != nil {
+			deny(http.StatusUnauthorized, "bad_token", err)
+			return
+		}
+		if !tok.Role.Allows(p) {
+			deny(http.StatusForbidden, "role", fmt.Errorf("role %s may not %s", tok.Role, strings.ReplaceAll(string(p), "_", " ")))
+			return
+		}
+		h(w, r.WithContext(context.WithValue(r.Context(), callerKey{}, tok)))
+	}
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
@@ -89,6 +135,9 @@ func (a *App) getAlert(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, v)
 }
 
+// transitionRequest is the body of ack, resolve and note. The person acting
+// is the token's holder; a "by" in the body is accepted for older clients
+// and ignored.
 type transitionRequest struct {
 	By      string `json:"by"`
 	Note    string `json:"note"`
@@ -100,7 +149,7 @@ func decodeTransition(w http.ResponseWriter, r *http.Request) (transitionRequest
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
-		writeError(w, http.StatusBadRequest, fmt.Errorf("body: want JSON {\"by\":…, \"note\"|\"outcome\":…}: %w", err))
+		writeError(w, http.StatusBadRequest, fmt.Errorf("body: want JSON {\"note\":…, \"outcome\":…}: %w", err))
 		return req, false
 	}
 	return req, true
@@ -111,7 +160,7 @@ func (a *App) ackAlert(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	al, err := a.engine.Acknowledge(r.PathValue("id"), req.By, req.Note)
+	al, err := a.engine.Acknowledge(r.PathValue("id"), caller(r).Name, req.Note)
 	if err != nil {
 		writeError(w, statusFor(err), err)
 		return
@@ -125,7 +174,7 @@ func (a *App) resolveAlert(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	al, err := a.engine.Resolve(r.PathValue("id"), req.By, req.Outcome, req.Note)
+	al, err := a.engine.Resolve(r.PathValue("id"), caller(r).Name, req.Outcome, req.Note)
 	if err != nil {
 		writeError(w, statusFor(err), err)
 		return
@@ -139,7 +188,7 @@ func (a *App) noteAlert(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	al, err := a.engine.AddNote(r.PathValue("id"), req.By, req.Note)
+	al, err := a.engine.AddNote(r.PathValue("id"), caller(r).Name, req.Note)
 	if err != nil {
 		writeError(w, statusFor(err), err)
 		return

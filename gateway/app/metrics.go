@@ -18,6 +18,7 @@ type metrics struct {
 	attempts        *prometheus.CounterVec
 	arcUp           *prometheus.GaugeVec
 	mqttUp          prometheus.Gauge
+	apiDenied       *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -38,8 +39,10 @@ func newMetrics() *metrics {
 			Help: "1 while the ARC receiver answers link tests and alarms."}, []string{"route"}),
 		mqttUp: prometheus.NewGauge(prometheus.GaugeOpts{Name: "vigil_mqtt_connected",
 			Help: "1 while the gateway is connected and subscribed to the broker."}),
+		apiDenied: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "vigil_api_denied_total",
+			Help: "API requests refused: no_token, bad_token, role."}, []string{"reason"}),
 	}
-	m.reg.MustRegister(m.eventsIn, m.rejected, m.duplicates, m.deliveryLatency, m.attempts, m.arcUp, m.mqttUp,
+	m.reg.MustRegister(m.eventsIn, m.rejected, m.duplicates, m.deliveryLatency, m.attempts, m.arcUp, m.mqttUp, m.apiDenied,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

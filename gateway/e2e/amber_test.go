@@ -17,14 +17,13 @@ import (
 	"github.com/vigil-gw/vigil/devices"
 )
 
-func amberSessions(t *testing.T, httpAddr string) int {
-	resp, err := http.Get("http://" + httpAddr + "/api/amber")
-	require.NoError(t, err)
-	defer resp.Body.Close()
+func amberSessions(t *testing.T, v *proc) int {
+	code, body := v.api(t, http.MethodGet, "/api/amber", "")
+	require.Equal(t, http.StatusOK, code)
 	var out struct {
 		Sessions []json.RawMessage `json:"sessions"`
 	}
-	require.NoError(t, json.NewDecoder(resp.Body).Decode(&out))
+	require.NoError(t, json.Unmarshal(body, &out))
 	return len(out.Sessions)
 }
 
@@ -47,7 +46,7 @@ func TestAmberSurvivesKill9(t *testing.T) {
 	defer cancel()
 	_, err := b.AmberStart(ctx, 3*time.Second, "visit at 12 Park Rd")
 	require.NoError(t, err)
-	waitFor(t, 10*time.Second, "the session to be durable", func() bool { return amberSessions(t, v.http) == 1 })
+	waitFor(t, 10*time.Second, "the session to be durable", func() bool { return amberSessions(t, v) == 1 })
 	v.kill9(t) // before the timer runs out
 
 	v = startVigil(t, w.state, args...)
@@ -77,11 +76,11 @@ func TestAmberSurvivesKill9(t *testing.T) {
 	})
 	n, _ := overrun()
 	assert.Equal(t, 1, n, "raised exactly once across two crashes")
-	assert.Equal(t, 1, amberSessions(t, v.http), "the session stays until the wearer checks in")
+	assert.Equal(t, 1, amberSessions(t, v), "the session stays until the wearer checks in")
 
 	_, err = b.CheckIn(ctx)
 	require.NoError(t, err)
-	waitFor(t, 10*time.Second, "the check-in", func() bool { return amberSessions(t, v.http) == 0 })
+	waitFor(t, 10*time.Second, "the check-in", func() bool { return amberSessions(t, v) == 0 })
 	_, last := overrun()
 	for _, a := range last.Alerts {
 		if strings.HasSuffix(a.Key, ":overrun") {

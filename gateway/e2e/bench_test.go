@@ -117,7 +117,7 @@ func benchDuressLatency(b *testing.B, nodelay bool) {
 
 	frames := newZoneMatcher()
 	arcURL := startBenchARC(b, frames.onFrame)
-	v := startBenchVigil(b, bin, state, "--mqtt", broker, "--arc", arcURL)
+	v := startVigilBin(b, bin, state, "--mqtt", broker, "--arc", arcURL)
 	fleet := startBenchFleet(b, broker)
 	pr := startProbe(b, broker, n)
 	pub := benchClient(b, broker, "bench-duress")
@@ -166,7 +166,7 @@ func benchDuressLatency(b *testing.B, nodelay bool) {
 	require.Len(b, mosq, n)
 	require.Zero(b, frames.unmatchedFrames(), "every frame matched a press")
 	require.Equal(b, n, metric(b, v.http, `vigil_events_total{source="mqtt",type="duress"}`), "every press journaled once")
-	toRaised, raisedToFrame := breakdown(b, v.http, presses)
+	toRaised, raisedToFrame := breakdown(b, v, presses)
 	hwm := procStatusKiB(b, v.cmd.Process.Pid, "VmHWM")
 
 	slices.Sort(vig)
@@ -216,18 +216,17 @@ func benchDuressLatency(b *testing.B, nodelay bool) {
 // its alert (RaisedAt, taken inside the journal transaction before the
 // commit's fsync), from /api/alerts: the broker hop plus ingest queueing
 // before it, commit, outbox and the DC-09 exchange after it. Both are sorted.
-func breakdown(b *testing.B, httpAddr string, presses []press) (toRaised, raisedToFrame []time.Duration) {
+func breakdown(b *testing.B, v *proc, presses []press) (toRaised, raisedToFrame []time.Duration) {
 	b.Helper()
-	resp, err := http.Get("http://" + httpAddr + "/api/alerts?limit=10000")
-	require.NoError(b, err)
-	defer resp.Body.Close()
+	code, body := v.api(b, http.MethodGet, "/api/alerts?limit=10000", "")
+	require.Equal(b, http.StatusOK, code)
 	var list struct {
 		Alerts []struct {
 			Key      string    `json:"key"`
 			RaisedAt time.Time `json:"raised_at"`
 		} `json:"alerts"`
 	}
-	require.NoError(b, json.NewDecoder(resp.Body).Decode(&list))
+	require.NoError(b, json.Unmarshal(body, &list))
 	raised := make(map[string]time.Time, len(list.Alerts))
 	for _, a := range list.Alerts {
 		raised[a.Key] = a.RaisedAt
@@ -259,7 +258,7 @@ func BenchmarkE2EIngest(b *testing.B) {
 	state := b.TempDir()
 	benchRegister(b, state)
 	arcURL := startBenchARC(b, nil)
-	v := startBenchVigil(b, bin, state, "--mqtt", broker, "--arc", arcURL)
+	v := startVigilBin(b, bin, state, "--mqtt", broker, "--arc", arcURL)
 	pid := v.cmd.Process.Pid
 	idle := sampleRSS(b, pid, 2*time.Second)
 
@@ -353,32 +352,6 @@ func buildBenchVigil(b *testing.B) string {
 	out, err := exec.Command("go", "build", "-o", bin, "github.com/vigil-gw/vigil/cmd/vigil").CombinedOutput()
 	require.NoError(b, err, "build vigil: %s", out)
 	return bin
-}
-
-// startBenchVigil is startVigil with a given binary.
-func startBenchVigil(b *testing.B, bin, state string, args ...string) *proc {
-	b.Helper()
-	httpAddr := freeAddr(b)
-	p := &proc{http: httpAddr, logs: &lockedBuf{}}
-	p.cmd = exec.Command(bin, append([]string{"run", "--state", state, "--http", httpAddr, "--gateway-id", "vigil-e2e", "--log-level", "warn"}, args...)...)
-	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
-	require.NoError(b, p.cmd.Start())
-	b.Cleanup(func() {
-		p.cmd.Process.Kill()
-		p.cmd.Wait()
-		if b.Failed() {
-			b.Logf("vigil log:\n%s", p.logs.String())
-		}
-	})
-	pollUntil(b, 20*time.Second, "vigil to be ready", func() bool {
-		resp, err := http.Get("http://" + httpAddr + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
-	return p
 }
 
 // benchRegister registers btn-0001 … btn-1000: the first 999 at site (ADM-CID

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -111,21 +112,34 @@ func TestDuressEndToEnd(t *testing.T) {
 
 			// Acknowledge and resolve through the API.
 			id := strings.ReplaceAll(key, ":", ".")
-			post(t, v.http, "/api/alerts/"+id+"/ack", `{"by":"Operator 7"}`, http.StatusOK)
-			post(t, v.http, "/api/alerts/"+id+"/resolve", `{"by":"Operator 7","outcome":"genuine_police_attended","note":"wearer safe"}`, http.StatusOK)
-			post(t, v.http, "/api/alerts/"+id+"/resolve", `{"by":"Operator 7","outcome":"test"}`, http.StatusConflict)
-			post(t, v.http, "/api/alerts/nope/ack", `{"by":"x"}`, http.StatusNotFound)
-			post(t, v.http, "/api/alerts/"+id+"/ack", `{"who":"x"}`, http.StatusBadRequest)
+			post(t, v, "/api/alerts/"+id+"/ack", `{"note":"calling her"}`, http.StatusOK)
+			post(t, v, "/api/alerts/"+id+"/note", `{"note":"police en route"}`, http.StatusOK)
+			post(t, v, "/api/alerts/"+id+"/resolve", `{"outcome":"genuine_police_attended","note":"wearer safe"}`, http.StatusOK)
+			post(t, v, "/api/alerts/"+id+"/resolve", `{"outcome":"test"}`, http.StatusConflict)
+			post(t, v, "/api/alerts/nope/ack", `{}`, http.StatusNotFound)
+			post(t, v, "/api/alerts/"+id+"/ack", `{"who":"x"}`, http.StatusBadRequest)
+			code, body := v.api(t, http.MethodGet, "/api/alerts/"+id, "")
+			require.Equal(t, http.StatusOK, code)
+			var got struct {
+				AcknowledgedBy string `json:"acknowledged_by"`
+				ResolvedBy     string `json:"resolved_by"`
+				Outcome        string `json:"outcome"`
+				Notes          []struct{ By, Text string }
+			}
+			require.NoError(t, json.Unmarshal(body, &got))
+			assert.Equal(t, "e2e admin", got.AcknowledgedBy, "who acted is the token's holder")
+			assert.Equal(t, "e2e admin", got.ResolvedBy)
+			assert.Equal(t, "genuine_police_attended", got.Outcome)
+			require.Len(t, got.Notes, 3)
+			assert.Equal(t, "police en route", got.Notes[1].Text)
 		})
 	}
 }
 
-func post(t testing.TB, httpAddr, path, body string, want int) {
+func post(t testing.TB, v *proc, path, body string, want int) {
 	t.Helper()
-	resp, err := http.Post("http://"+httpAddr+path, "application/json", strings.NewReader(body))
-	require.NoError(t, err)
-	resp.Body.Close()
-	assert.Equal(t, want, resp.StatusCode, "POST %s %s", path, body)
+	code, resp := v.api(t, http.MethodPost, path, body)
+	assert.Equal(t, want, code, "POST %s %s: %s", path, body, resp)
 }
 
 // TestEscalationToBackupARC: the primary receiver stays silent, so after the

@@ -81,16 +81,15 @@ func TestFaultyFleet(t *testing.T) {
 	assert.Equal(t, int(st.Published["duress"]), sum)
 
 	// Rejections are inspectable.
-	resp, err := http.Get("http://" + v.http + "/api/quarantine")
-	require.NoError(t, err)
-	defer resp.Body.Close()
+	code, body := v.api(t, http.MethodGet, "/api/quarantine", "")
+	require.Equal(t, http.StatusOK, code)
 	var q struct {
 		Rejected []struct {
 			Reason string `json:"reason"`
 			Error  string `json:"error"`
 		} `json:"rejected"`
 	}
-	require.NoError(t, json.NewDecoder(resp.Body).Decode(&q))
+	require.NoError(t, json.Unmarshal(body, &q))
 	require.NotEmpty(t, q.Rejected)
 	for _, x := range q.Rejected {
 		assert.NotEmpty(t, x.Reason)

@@ -97,6 +97,9 @@ user root
 persistence false
 max_inflight_messages 1000
 max_queued_messages 200000
+# Nagle off, as deploy/mosquitto recommends: the gateway acknowledges only
+# after its commit, and Nagle would hold the next alarm for a delayed ACK.
+set_tcp_nodelay true
 log_dest stderr
 log_type error
 log_type warning
@@ -234,9 +237,10 @@ func (h *hooks) snapshot() (map[string]int, int) {
 
 // proc is a vigil process started from the built binary.
 type proc struct {
-	cmd  *exec.Cmd
-	http string
-	logs *lockedBuf
+	cmd   *exec.Cmd
+	http  string
+	logs  *lockedBuf
+	token string // an admin API token for this gateway's state
 }
 
 type lockedBuf struct {
@@ -259,9 +263,16 @@ func (l *lockedBuf) String() string {
 // startVigil runs `vigil run` with args and waits until it is ready.
 func startVigil(t testing.TB, state string, args ...string) *proc {
 	t.Helper()
+	return startVigilBin(t, vigilBin, state, args...)
+}
+
+// startVigilBin is startVigil with another build (the benchmarks use one
+// without -race).
+func startVigilBin(t testing.TB, bin, state string, args ...string) *proc {
+	t.Helper()
 	httpAddr := freeAddr(t)
-	p := &proc{http: httpAddr, logs: &lockedBuf{}}
-	p.cmd = exec.Command(vigilBin, append([]string{"run", "--state", state, "--http", httpAddr, "--gateway-id", "vigil-e2e", "--log-level", "warn"}, args...)...)
+	p := &proc{http: httpAddr, logs: &lockedBuf{}, token: adminToken(t, bin, state)}
+	p.cmd = exec.Command(bin, append([]string{"run", "--state", state, "--http", httpAddr, "--gateway-id", "vigil-e2e", "--log-level", "warn"}, args...)...)
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
 	require.NoError(t, p.cmd.Start())
 	t.Cleanup(func() {
@@ -284,6 +295,36 @@ func startVigil(t testing.TB, state string, args ...string) *proc {
 	return p
 }
 
+// adminToken creates an admin API token in state with the CLI.
+func adminToken(t testing.TB, bin, state string) string {
+	t.Helper()
+	out, err := exec.Command(bin, "token", "create", "--role", "admin", "--name", "e2e admin", "--state", state).Output()
+	require.NoError(t, err)
+	return strings.TrimSpace(string(out))
+}
+
+// api calls the gateway's API with the admin token and returns the status
+// code and body.
+func (p *proc) api(t testing.TB, method, path, body string) (int, []byte) {
+	t.Helper()
+	return callAPI(t, p.http, p.token, method, path, body)
+}
+
+func callAPI(t testing.TB, httpAddr, token, method, path, body string) (int, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, "http://"+httpAddr+path, strings.NewReader(body))
+	require.NoError(t, err)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp.StatusCode, b
+}
+
 // kill9 stops the process without letting it flush anything.
 func (p *proc) kill9(t testing.TB) {
 	t.Helper()
@@ -301,7 +342,11 @@ func (p *proc) stop(t testing.TB) {
 // alerts fetches /api/alerts.
 func (p *proc) alerts(t testing.TB) apiAlerts {
 	t.Helper()
-	return getAlerts(t, p.http)
+	code, body := p.api(t, http.MethodGet, "/api/alerts?limit=10000", "")
+	require.Equal(t, http.StatusOK, code, "%s", body)
+	var out apiAlerts
+	require.NoError(t, json.Unmarshal(body, &out))
+	return out
 }
 
 type apiAlerts struct {
@@ -315,16 +360,6 @@ type apiAlerts struct {
 	} `json:"alerts"`
 	Open        int `json:"open"`
 	Undelivered int `json:"undelivered"`
-}
-
-func getAlerts(t testing.TB, httpAddr string) apiAlerts {
-	t.Helper()
-	resp, err := http.Get("http://" + httpAddr + "/api/alerts?limit=10000")
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	var out apiAlerts
-	require.NoError(t, json.NewDecoder(resp.Body).Decode(&out))
-	return out
 }
 
 // addDevice registers one button with the CLI, as an administrator would.

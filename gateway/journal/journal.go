@@ -34,6 +34,7 @@ import (
 var (
 	bucketEvents     = []byte("events")
 	bucketQuarantine = []byte("quarantine")
+	bucketLatest     = []byte("latest-ephemeral") // device → seq (8 bytes) + id
 )
 
 // ErrClosed is returned for work submitted after the journal stopped.
@@ -105,6 +106,11 @@ type Options struct {
 	Apply     ApplyFunc // required
 	Committed func()    // called after each commit that applied something
 	MaxBatch  int       // default 1024
+	// Ephemeral marks records that are applied but not kept as rows
+	// (heartbeats): their consequences (last seen, the offline deadline) are
+	// all that matters, and a row each would grow the database without bound.
+	// They are deduplicated against the device's latest ephemeral seq.
+	Ephemeral func(Record) bool
 	Logger    *slog.Logger
 }
 
@@ -139,7 +145,7 @@ func New(db *bolt.DB, opts Options) (*Journal, error) {
 		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	err := db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketEvents, bucketQuarantine} {
+		for _, b := range [][]byte{bucketEvents, bucketQuarantine, bucketLatest} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -277,6 +283,9 @@ func eventKey(device string, seq uint64) []byte {
 }
 
 func (j *Journal) append(tx *bolt.Tx, rec Record) (Outcome, error) {
+	if j.opts.Ephemeral != nil && j.opts.Ephemeral(rec) {
+		return j.appendEphemeral(tx, rec)
+	}
 	b := tx.Bucket(bucketEvents)
 	k := eventKey(rec.Event.Device, rec.Event.Seq)
 	key := rec.Key()
@@ -324,6 +333,23 @@ func (j *Journal) append(tx *bolt.Tx, rec Record) (Outcome, error) {
 		return Conflict, nil
 	}
 	return Appended, j.put(tx, b, k, rec, key)
+}
+
+// appendEphemeral applies a record kept only as its device's latest: the same
+// or an older seq is a redelivery.
+func (j *Journal) appendEphemeral(tx *bolt.Tx, rec Record) (Outcome, error) {
+	b := tx.Bucket(bucketLatest)
+	if v := b.Get([]byte(rec.Event.Device)); len(v) >= 8 && rec.Event.Seq <= binary.BigEndian.Uint64(v) {
+		return Duplicate, nil
+	}
+	v := append(binary.BigEndian.AppendUint64(nil, rec.Event.Seq), rec.Event.ID...)
+	if err := b.Put([]byte(rec.Event.Device), v); err != nil {
+		return 0, fmt.Errorf("journal: latest %s: %w", rec.Key(), err)
+	}
+	if err := j.opts.Apply(tx, rec, rec.Key()); err != nil {
+		return 0, fmt.Errorf("journal: apply %s: %w", rec.Key(), err)
+	}
+	return Appended, nil
 }
 
 // lastSeq returns the highest seq journaled for device.

@@ -168,3 +168,22 @@ func TestMonotonicTransportRejectsReplays(t *testing.T) {
 	assert.Equal(t, "replay", q[0].Reason)
 	assert.Contains(t, q[0].Error, "counter 12 is not newer than the last accepted 12")
 }
+
+func TestEphemeralRecordsAreAppliedNotKept(t *testing.T) {
+	db := openDB(t)
+	var applied []uint64
+	j, err := New(db, Options{
+		Apply:     func(_ *bolt.Tx, r Record, _ string) error { applied = append(applied, r.Event.Seq); return nil },
+		Ephemeral: func(r Record) bool { return r.Event.Type == devices.TypeHeartbeat },
+	})
+	require.NoError(t, err)
+	start(t, j)
+	assert.Equal(t, Appended, submitWait(j, rec("d", 5, "a")).o)
+	assert.Equal(t, Duplicate, submitWait(j, rec("d", 5, "a")).o, "a redelivery")
+	assert.Equal(t, Duplicate, submitWait(j, rec("d", 4, "z")).o, "an older heartbeat changes nothing")
+	assert.Equal(t, Appended, submitWait(j, rec("d", 6, "b")).o)
+	assert.Equal(t, []uint64{5, 6}, applied)
+	n, err := j.Count()
+	require.NoError(t, err)
+	assert.Zero(t, n, "no rows kept")
+}
