@@ -7,6 +7,7 @@
 //	vigil-sim button [flags]   one button: press once and wait for the gateway, or heartbeat until stopped
 //	vigil-sim fleet [flags]    many buttons with random presses and fault modes
 //	vigil-sim arc [flags]      a demo DC-09 alarm receiver that prints what it accepts
+//	vigil-sim serial [flags]   a radio receiver relaying pendants onto a serial line
 //
 // Run a subcommand with -h for its flags.
 package main
@@ -59,6 +60,8 @@ commands:
   fleet    many simulated buttons with random presses and fault modes
   arc      a demonstration alarm receiving centre: a DC-09 receiver that prints
            and acknowledges every alarm
+  serial   a radio receiver relaying pendants onto a serial line (or a pty it
+           creates) in the serial frame protocol, with fault modes
 
 Run "vigil-sim <command> -h" for the flags of a command.
 `
@@ -79,6 +82,8 @@ func runArgs(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = runFleet(ctx, rest, stdout, stderr)
 	case "arc":
 		err = runARC(ctx, rest, stdout, stderr)
+	case "serial":
+		err = runSerial(ctx, rest, stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usageText)
 		return exitOK
