@@ -57,7 +57,9 @@ func OpenPTY(link string) (*PTY, error) {
 // hung up and the relay never stops); a non-blocking duplicate goes through
 // Go's poller instead, which also gives it write deadlines.
 func newPTY(m, s *os.File) (*PTY, error) {
-	fd, err := unix.Dup(int(m.Fd()))
+	// F_DUPFD_CLOEXEC, not dup(2): a child process (the gateway under
+	// test) must not inherit the master, or the line never hangs up.
+	fd, err := unix.FcntlInt(m.Fd(), unix.F_DUPFD_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("firmwaresim: pty: %w", err)
 	}

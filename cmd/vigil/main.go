@@ -28,10 +28,11 @@ const usage = `usage: vigil <command> [flags]
 
 commands:
   run                     start the gateway (embedded broker, ./var, http 127.0.0.1:8080 by default)
-  device add ID --kind button|camera --site SITE --wearer NAME [--camera CAMERA_ID]
+  device add ID --kind button|camera --site SITE --wearer NAME [--camera CAMERA_ID] [--serial-key-file F]
   device list
   token create --role operator|supervisor|admin --name NAME   an API token, printed once
   token list
+  serial list             the serial ports found (USB VID:PID for serial.vidpid)
   pki init [--name NAME]  create the site CA in STATE/pki, for brokers that authenticate clients by certificate
   pki issue ID [--kind device|gateway|server] [--host H]... [--days N] [--force]
 Run "vigil <command> -h" for the flags of a command.
@@ -58,6 +59,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = tokenCreate(args[2:], stdout, stderr)
 	case cmd == "token" && len(args) > 1 && args[1] == "list":
 		err = tokenList(args[2:], stdout, stderr)
+	case cmd == "serial" && len(args) > 1 && args[1] == "list":
+		err = serialList(args[2:], stdout, stderr)
 	case cmd == "-h" || cmd == "--help" || cmd == "help":
 		fmt.Fprint(stdout, usage)
 		return 0
@@ -186,6 +189,7 @@ func deviceAdd(args []string, stdout, stderr io.Writer) error {
 	site := fs.String("site", "", "site id")
 	wearer := fs.String("wearer", "", "name of the person who wears it")
 	camera := fs.String("camera", "", "paired camera id (buttons)")
+	keyFile := fs.String("serial-key-file", "", "the device's serial HMAC key in hex; created with a new random key (mode 0600) if the file does not exist, for provisioning into the pendant")
 	// The id comes first ("device add ID --kind …"); flag parsing stops at the
 	// first non-flag, so take it off before parsing.
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
@@ -197,7 +201,13 @@ func deviceAdd(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	d, err := app.OpenRegistry(cfg.State).Add(registry.Device{ID: id, Kind: registry.Kind(*kind), Site: *site, Wearer: *wearer, Camera: *camera}, time.Now())
+	dev := registry.Device{ID: id, Kind: registry.Kind(*kind), Site: *site, Wearer: *wearer, Camera: *camera}
+	if *keyFile != "" {
+		if dev.SerialKey, err = serialKey(*keyFile); err != nil {
+			return err
+		}
+	}
+	d, err := app.OpenRegistry(cfg.State).Add(dev, time.Now())
 	if err != nil {
 		return err
 	}

@@ -73,3 +73,25 @@ func TestTokenCreateAndList(t *testing.T) {
 	assert.Equal(t, 1, code)
 	assert.Contains(t, errs, `role "root"`)
 }
+
+func TestDeviceAddWithSerialKey(t *testing.T) {
+	state := t.TempDir()
+	keyFile := filepath.Join(t.TempDir(), "p-1.key")
+	code, out, errs := vigil("device", "add", "p-1", "--kind", "button", "--site", "s", "--wearer", "W", "--serial-key-file", keyFile, "--state", state)
+	require.Equal(t, 0, code, errs)
+	key, err := os.ReadFile(keyFile)
+	require.NoError(t, err)
+	assert.Len(t, strings.TrimSpace(string(key)), 64, "a new 32-byte key for provisioning")
+	assert.NotContains(t, out+errs, strings.TrimSpace(string(key)), "never printed")
+	st, err := os.Stat(keyFile)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o600), st.Mode().Perm())
+	// An existing key file is used as it is.
+	code, _, errs = vigil("device", "add", "p-2", "--kind", "button", "--site", "s", "--wearer", "W", "--serial-key-file", keyFile, "--state", state)
+	require.Equal(t, 0, code, errs)
+	bad := filepath.Join(t.TempDir(), "bad.key")
+	require.NoError(t, os.WriteFile(bad, []byte("abcd"), 0o600))
+	code, _, errs = vigil("device", "add", "p-3", "--kind", "button", "--site", "s", "--wearer", "W", "--serial-key-file", bad, "--state", state)
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errs, "at least 16 bytes")
+}

@@ -9,6 +9,7 @@
 package registry
 
 import (
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -40,7 +41,22 @@ type Device struct {
 	Camera string    `json:"camera,omitempty"` // paired camera, for buttons
 	Zone   int       `json:"zone"`             // user/zone number reported to the ARC, unique per site
 	Added  time.Time `json:"added"`
+	// SerialKey is the HMAC key, in hex, that authenticates the device's
+	// serial frames (and the gateway's acks to it). Empty for MQTT-only devices.
+	SerialKey string `json:"serial_key,omitempty"`
 }
+
+// Key returns the device's serial HMAC key, if it has one.
+func (d Device) Key() ([]byte, bool) {
+	if d.SerialKey == "" {
+		return nil, false
+	}
+	k, err := hex.DecodeString(d.SerialKey)
+	return k, err == nil && len(k) >= MinKeyLen
+}
+
+// MinKeyLen is the shortest serial key accepted, in bytes.
+const MinKeyLen = 16
 
 // ErrExists is returned by Add when the id is already registered.
 var ErrExists = errors.New("registry: device already registered")
@@ -87,6 +103,10 @@ func (d Device) Validate() error {
 		return fmt.Errorf("registry: camera %q: use 1-64 of A-Z a-z 0-9 _ -", d.Camera)
 	case d.Camera != "" && d.Kind != KindButton:
 		return fmt.Errorf("registry: camera: only a button is paired with a camera")
+	case d.SerialKey != "":
+		if k, err := hex.DecodeString(d.SerialKey); err != nil || len(k) < MinKeyLen {
+			return fmt.Errorf("registry: serial key: must be at least %d bytes in hex", MinKeyLen)
+		}
 	}
 	return nil
 }
@@ -200,7 +220,8 @@ func (r *Registry) write(f file) error {
 	if err != nil {
 		return fmt.Errorf("registry: encode: %w", err)
 	}
-	return WriteFileAtomic(r.path, append(b, '\n'), 0o640)
+	// 0600: the file holds the devices' serial keys.
+	return WriteFileAtomic(r.path, append(b, '\n'), 0o600)
 }
 
 func (r *Registry) lock() (func(), error) {

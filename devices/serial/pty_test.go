@@ -27,7 +27,9 @@ func openPTY(t *testing.T) *ptyPair {
 	t.Helper()
 	m, s, err := pty.Open()
 	require.NoError(t, err)
-	fd, err := unix.Dup(int(m.Fd()))
+	// F_DUPFD_CLOEXEC, not dup(2): a child process (the gateway under
+	// test) must not inherit the master, or the line never hangs up.
+	fd, err := unix.FcntlInt(m.Fd(), unix.F_DUPFD_CLOEXEC, 0)
 	require.NoError(t, err)
 	require.NoError(t, m.Close())
 	require.NoError(t, unix.SetNonblock(fd, true))

@@ -27,6 +27,7 @@ import (
 	"github.com/vigil-gw/vigil/devices"
 	"github.com/vigil-gw/vigil/devices/mqtt"
 	"github.com/vigil-gw/vigil/devices/registry"
+	"github.com/vigil-gw/vigil/devices/serial"
 	"github.com/vigil-gw/vigil/gateway/alert"
 	"github.com/vigil-gw/vigil/gateway/broker"
 	"github.com/vigil-gw/vigil/gateway/forward/dc09"
@@ -78,6 +79,7 @@ type App struct {
 	mqtt     *mqtt.Client
 	broker   *broker.Broker
 	arcs     []*dc09.Client
+	serials  []*serial.Port
 	metrics  *metrics
 	http     *http.Server
 	httpLn   net.Listener
@@ -204,6 +206,18 @@ func New(cfg Config, log *slog.Logger) (_ *App, err error) {
 		return nil, err
 	}
 	oroutes = append(oroutes, outbox.Route{Name: wearerRoute, Sender: wearer.New(a.mqtt)})
+	for i, sc := range cfg.Serial {
+		name := sc.Path
+		if name == "" {
+			name = "usb:" + sc.VIDPID
+		}
+		p, err := serial.New(serial.Config{Path: sc.Path, VIDPID: sc.VIDPID, Baud: sc.Baud, Site: sc.Site, Keys: a.serialKey,
+			OnPort: func(up bool, err error) { a.onSerialPort(name, sc.Site, up, err) }, Logger: log.With("port", name)}, a.ingest)
+		if err != nil {
+			return nil, fmt.Errorf("serial[%d]: %w", i, err)
+		}
+		a.serials = append(a.serials, p)
+	}
 
 	a.outbox, err = outbox.NewDispatcher(db, oroutes, outbox.Hooks{Delivered: a.engine.Delivered}, outbox.Options{
 		BackoffBase: cfg.Outbox.BackoffBase, BackoffMax: cfg.Outbox.BackoffMax, Logger: log, Observe: a.observeAttempt})
@@ -284,6 +298,9 @@ func (a *App) Run(ctx context.Context) error {
 	g.Go(func() error { return a.timers.Run(gctx) })
 	for _, c := range a.arcs {
 		g.Go(func() error { return c.Run(gctx) })
+	}
+	for _, p := range a.serials {
+		g.Go(func() error { return p.Run(gctx) })
 	}
 	if a.broker != nil {
 		g.Go(func() error { return a.broker.Run(gctx) })
@@ -396,6 +413,31 @@ func (a *App) observeAttempt(route string, e outbox.Entry, err error) {
 		}
 	}
 	a.metrics.attempts.WithLabelValues(route, result).Inc()
+}
+
+// serialKey gives the serial transport a registered device's HMAC key.
+func (a *App) serialKey(device string) ([]byte, bool) {
+	d, ok, err := a.registry.Lookup(device)
+	if err != nil || !ok {
+		return nil, false
+	}
+	return d.Key()
+}
+
+// onSerialPort raises a health alert when a serial port disappears (a
+// receiver unplugged or failed): pendants behind it cannot reach anyone.
+func (a *App) onSerialPort(name, site string, up bool, err error) {
+	a.metrics.serialUp.WithLabelValues(name).Set(b2f(up))
+	if up {
+		a.log.Info("serial port open", "port", name)
+		return
+	}
+	a.log.Error("serial port lost", "port", name, "err", err)
+	if _, rerr := a.engine.RaiseSystem("serial_port_down", site,
+		fmt.Sprintf("serial port %s is gone: pendants behind it cannot raise alarms: %v", name, err)); rerr != nil {
+		a.log.Error("could not raise serial alert", "err", rerr)
+	}
+	a.outbox.Wake()
 }
 
 // onARCLink raises an alert of its own when a receiver stops answering.

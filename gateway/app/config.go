@@ -27,14 +27,15 @@ type Config struct {
 	Site  string `yaml:"site"`  // this gateway's site id, used for its own alerts
 	// GatewayID names this gateway: the MQTT client id and the CloudEvents
 	// source derive from it. It must stay the same across restarts.
-	GatewayID string       `yaml:"gateway_id"`
-	LogLevel  string       `yaml:"log_level"`
-	Broker    BrokerConfig `yaml:"broker"`
-	MQTT      MQTTConfig   `yaml:"mqtt"`
-	ARC       []ARCConfig  `yaml:"arc"`
-	Webhooks  []HookConfig `yaml:"webhooks"`
-	Alerts    AlertsConfig `yaml:"alerts"`
-	Outbox    OutboxConfig `yaml:"outbox"`
+	GatewayID string         `yaml:"gateway_id"`
+	LogLevel  string         `yaml:"log_level"`
+	Broker    BrokerConfig   `yaml:"broker"`
+	MQTT      MQTTConfig     `yaml:"mqtt"`
+	ARC       []ARCConfig    `yaml:"arc"`
+	Webhooks  []HookConfig   `yaml:"webhooks"`
+	Serial    []SerialConfig `yaml:"serial"`
+	Alerts    AlertsConfig   `yaml:"alerts"`
+	Outbox    OutboxConfig   `yaml:"outbox"`
 }
 
 // BrokerConfig configures the embedded broker, used when MQTT.URL is empty.
@@ -64,6 +65,15 @@ type ARCConfig struct {
 	URL string `yaml:"url"` // tcp://host:port?account=…&receiver=…&prefix=…&format=…&key=…
 	// KeyFile holds the AES key in hex, instead of key= in the URL.
 	KeyFile string `yaml:"key_file"`
+}
+
+// SerialConfig is one serial port with pendants behind it (a radio receiver
+// or dock), found by path or by USB vendor and product id.
+type SerialConfig struct {
+	Path   string `yaml:"path"`   // e.g. /dev/ttyUSB0
+	VIDPID string `yaml:"vidpid"` // e.g. "0403:6001" (vigil serial list shows them)
+	Baud   int    `yaml:"baud"`   // default 115200
+	Site   string `yaml:"site"`   // the site the pendants on this port belong to
 }
 
 // HookConfig is one webhook receiver.
@@ -154,6 +164,9 @@ func LoadConfig(path string) (Config, error) {
 	for i := range cfg.Webhooks {
 		rel(&cfg.Webhooks[i].SecretFile)
 	}
+	for i := range cfg.Serial {
+		rel(&cfg.Serial[i].Path)
+	}
 	return cfg, nil
 }
 
@@ -187,6 +200,14 @@ func (c Config) Validate() error {
 		}
 	} else if u, err := url.Parse(c.MQTT.URL); err != nil || (u.Scheme != "tcp" && u.Scheme != "ssl" && u.Scheme != "tls") || u.Host == "" {
 		bad("mqtt.url: %q must be tcp://host:port or ssl://host:port", c.MQTT.URL)
+	}
+	for i, sc := range c.Serial {
+		if (sc.Path == "") == (sc.VIDPID == "") {
+			bad("serial[%d]: set path or vidpid, not both", i)
+		}
+		if !devices.ValidID(sc.Site) {
+			bad("serial[%d]: site %q must be 1-64 of A-Z a-z 0-9 _ -", i, sc.Site)
+		}
 	}
 	for i, h := range c.Webhooks {
 		if h.SecretFile == "" && c.Alerts.WebhookSecretFile == "" {

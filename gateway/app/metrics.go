@@ -19,6 +19,7 @@ type metrics struct {
 	arcUp           *prometheus.GaugeVec
 	mqttUp          prometheus.Gauge
 	apiDenied       *prometheus.CounterVec
+	serialUp        *prometheus.GaugeVec
 }
 
 func newMetrics() *metrics {
@@ -41,8 +42,10 @@ func newMetrics() *metrics {
 			Help: "1 while the gateway is connected and subscribed to the broker."}),
 		apiDenied: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "vigil_api_denied_total",
 			Help: "API requests refused: no_token, bad_token, role."}, []string{"reason"}),
+		serialUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "vigil_serial_port_up",
+			Help: "1 while the serial port is open."}, []string{"port"}),
 	}
-	m.reg.MustRegister(m.eventsIn, m.rejected, m.duplicates, m.deliveryLatency, m.attempts, m.arcUp, m.mqttUp, m.apiDenied,
+	m.reg.MustRegister(m.eventsIn, m.rejected, m.duplicates, m.deliveryLatency, m.attempts, m.arcUp, m.mqttUp, m.apiDenied, m.serialUp,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -283,26 +283,17 @@ func eventKey(device string, seq uint64) []byte {
 }
 
 func (j *Journal) append(tx *bolt.Tx, rec Record) (Outcome, error) {
+	if rec.Monotonic {
+		if o, decided, err := j.checkMonotonic(tx, rec); decided {
+			return o, err
+		}
+	}
 	if j.opts.Ephemeral != nil && j.opts.Ephemeral(rec) {
 		return j.appendEphemeral(tx, rec)
 	}
 	b := tx.Bucket(bucketEvents)
 	k := eventKey(rec.Event.Device, rec.Event.Seq)
 	key := rec.Key()
-	if rec.Monotonic {
-		if last, ok := lastSeq(b, rec.Event.Device); ok && rec.Event.Seq <= last {
-			if old := b.Get(k); old != nil && rec.Event.Seq == last {
-				var prev Record
-				if err := json.Unmarshal(old, &prev); err == nil && prev.Event.ID == rec.Event.ID {
-					return Duplicate, nil // the device did not hear our ack and sent it again
-				}
-			}
-			_, err := j.quarantine(tx, Rejected{Received: rec.Received, Source: rec.Source, Device: rec.Event.Device,
-				Topic: rec.Source, Reason: "replay",
-				Error: fmt.Sprintf("devices: seq: counter %d is not newer than the last accepted %d (replay)", rec.Event.Seq, last)})
-			return Replayed, err
-		}
-	}
 	if old := b.Get(k); old != nil {
 		var prev Record
 		if err := json.Unmarshal(old, &prev); err != nil {
@@ -350,6 +341,41 @@ func (j *Journal) appendEphemeral(tx *bolt.Tx, rec Record) (Outcome, error) {
 		return 0, fmt.Errorf("journal: apply %s: %w", rec.Key(), err)
 	}
 	return Appended, nil
+}
+
+// checkMonotonic decides a record from a transport whose seqs only grow: a
+// seq not newer than the device's last accepted one is a replay, unless it is
+// an exact retransmission of that last one, which is a duplicate to re-ack.
+func (j *Journal) checkMonotonic(tx *bolt.Tx, rec Record) (Outcome, bool, error) {
+	last, lastID, ok, err := lastAccepted(tx, rec.Event.Device)
+	if err != nil || !ok || rec.Event.Seq > last {
+		return 0, err != nil, err
+	}
+	if rec.Event.Seq == last && rec.Event.ID == lastID {
+		return Duplicate, true, nil // the device did not hear our ack and sent it again
+	}
+	_, err = j.quarantine(tx, Rejected{Received: rec.Received, Source: rec.Source, Device: rec.Event.Device,
+		Topic: rec.Source, Reason: "replay",
+		Error: fmt.Sprintf("devices: seq: counter %d is not newer than the last accepted %d (replay)", rec.Event.Seq, last)})
+	return Replayed, true, err
+}
+
+// lastAccepted returns the highest seq accepted from device, kept as a row or
+// as its latest ephemeral record, and that event's id.
+func lastAccepted(tx *bolt.Tx, device string) (seq uint64, id string, ok bool, err error) {
+	if s, found := lastSeq(tx.Bucket(bucketEvents), device); found {
+		var prev Record
+		if err := json.Unmarshal(tx.Bucket(bucketEvents).Get(eventKey(device, s)), &prev); err != nil {
+			return 0, "", false, fmt.Errorf("journal: decode %s:%d: %w", device, s, err)
+		}
+		seq, id, ok = s, prev.Event.ID, true
+	}
+	if v := tx.Bucket(bucketLatest).Get([]byte(device)); len(v) >= 8 {
+		if s := binary.BigEndian.Uint64(v); !ok || s > seq {
+			seq, id, ok = s, string(v[8:]), true
+		}
+	}
+	return seq, id, ok, nil
 }
 
 // lastSeq returns the highest seq journaled for device.

@@ -187,3 +187,25 @@ func TestEphemeralRecordsAreAppliedNotKept(t *testing.T) {
 	require.NoError(t, err)
 	assert.Zero(t, n, "no rows kept")
 }
+
+// A replayed heartbeat from a monotonic transport is a replay, although
+// heartbeats are not kept as rows.
+func TestMonotonicReplayOfEphemeral(t *testing.T) {
+	db := openDB(t)
+	j, err := New(db, Options{Apply: func(*bolt.Tx, Record, string) error { return nil },
+		Ephemeral: func(r Record) bool { return r.Event.Type == devices.TypeHeartbeat }})
+	require.NoError(t, err)
+	start(t, j)
+	hb := func(seq uint64, id string) Record {
+		r := rec("p-1", seq, id)
+		r.Monotonic = true
+		return r
+	}
+	assert.Equal(t, Appended, submitWait(j, hb(1, "a")).o)
+	assert.Equal(t, Appended, submitWait(j, hb(2, "b")).o)
+	assert.Equal(t, Duplicate, submitWait(j, hb(2, "b")).o, "retransmission of the last")
+	assert.Equal(t, Replayed, submitWait(j, hb(1, "a")).o, "an older heartbeat replayed")
+	d := rec("p-1", 2, "c")
+	d.Monotonic, d.Event.Type = true, devices.TypeDuress
+	assert.Equal(t, Replayed, submitWait(j, d).o, "a duress reusing a heartbeat's counter is a replay")
+}
