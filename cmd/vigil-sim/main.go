@@ -199,11 +199,17 @@ func runButton(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	timeout := fs.Duration("timeout", 10*time.Second, "how long to wait to connect and, with --duress, for the confirmation")
 	seqFile := fs.String("seq-file", "", "file recording the last sequence number, so restarts continue after it (default: start at the current Unix time in ms)")
 	skew := fs.Duration("clock-skew", 0, "offset added to the button's clock for event timestamps")
+	amber := fs.Duration("amber", 0, "start an amber (timed visit) session of this length, wait for the gateway's pre-alert when it runs out, and exit without checking in")
+	note := fs.String("note", "", "with --amber: where the wearer is going and why")
+	checkin := fs.Bool("checkin", false, "with --amber: check in when the pre-alert arrives (or, alone, end a running session)")
 	if err := parseFlags(fs, args, stdout, "button [flags]"); err != nil {
 		return err
 	}
 	if *timeout <= 0 {
 		return usageError{fmt.Sprintf("--timeout %s must be positive", *timeout)}
+	}
+	if *amber < 0 || (*amber > 0 && *amber < time.Second) {
+		return usageError{fmt.Sprintf("--amber %s must be at least 1s", *amber)}
 	}
 	password, tlsConfig, err := conn.resolve()
 	if err != nil {
@@ -221,8 +227,8 @@ func runButton(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 
 	// One deadline covers connecting and, for a press, the confirmation: it
-	// is the wearer's wait.
-	opCtx, stop := context.WithTimeout(ctx, *timeout)
+	// is the wearer's wait. An amber session waits for its own length too.
+	opCtx, stop := context.WithTimeout(ctx, *timeout+*amber)
 	defer stop()
 	if err := b.Connect(opCtx); err != nil {
 		return explain(ctx, err, fmt.Sprintf("could not connect to %s within %s", conn.broker, *timeout))
@@ -250,7 +256,31 @@ func runButton(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 		fmt.Fprintf(stdout, "duress_cancel %s seq %d delivered\n", *device, p.Seq)
 	}
-	if *duress || *cancel {
+	if *amber > 0 {
+		p, err := b.AmberStart(opCtx, *amber, *note)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "amber %s seq %d: %s session started (%q); waiting for it to run out\n", *device, p.Seq, *amber, *note)
+		c, err := b.WaitCommand(opCtx, "amber_prealert")
+		if err != nil {
+			return explain(ctx, err, fmt.Sprintf("no pre-alert within %s of the session's end: is the gateway running?", *timeout))
+		}
+		fmt.Fprintf(stdout, "pre-alert received (%s): the wearer is asked to check in\n", c.Cmd)
+	}
+	if *checkin {
+		p, err := b.CheckIn(opCtx)
+		if err != nil {
+			return err
+		}
+		if err := b.Flush(opCtx); err != nil {
+			return explain(ctx, err, fmt.Sprintf("check-in %s seq %d not acknowledged by the broker within %s", *device, p.Seq, *timeout))
+		}
+		fmt.Fprintf(stdout, "checked in: %s seq %d\n", *device, p.Seq)
+	} else if *amber > 0 {
+		fmt.Fprintln(stdout, "not checking in: the gateway raises 'failed to check in' after its grace period")
+	}
+	if *duress || *cancel || *amber > 0 || *checkin {
 		return nil
 	}
 
