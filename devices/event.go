@@ -114,6 +114,10 @@ type Delivery struct {
 	Decoded Decoded
 	// Err says why the message is not a valid event (a *Error).
 	Err error
+	// Unauthenticated says the transport could not authenticate the sender
+	// (a serial pendant with no key): only an alarm is delivered so, to be
+	// raised unverified; the registry must not vouch for it.
+	Unauthenticated bool
 	// Monotonic says the transport guarantees the device's seq only grows
 	// (a serial counter under a MAC): a seq not newer than the last accepted
 	// one is then a replay, not a late redelivery.

@@ -301,6 +301,18 @@ func (p *Port) onRun(topic string, run []byte, oversize bool) {
 		d.Payload = bytes.Clone(run)
 	}
 	if err != nil {
+		// A duress from a pendant the gateway has no key for is never
+		// dropped: it goes on unauthenticated, to be raised unverified (to
+		// people, not to the ARC). It cannot be acknowledged without the key,
+		// so the pendant keeps retransmitting; the journal deduplicates.
+		if devices.Reason(err) == "device" && f.Type == FrameEvent {
+			if dec, derr := DecodeEvent(f, p.cfg.Site, d.Received); derr == nil && dec.Event.Type.Alarm() {
+				dec.Warnings = append(dec.Warnings, "serial frame not authenticated: "+err.Error())
+				d.Decoded, d.Unauthenticated = dec, true
+				p.deliver(d)
+				return
+			}
+		}
 		d.Err = err
 		p.deliver(d)
 		return

@@ -292,6 +292,9 @@ func TestPortNeverAcksWhatDoesNotAuthenticate(t *testing.T) {
 	duress := func(id string, counter uint32) Frame {
 		return Frame{Type: FrameEvent, Device: id, Counter: counter, Payload: eventPayload(id, uint64(counter), devices.TypeDuress)}
 	}
+	heartbeat := func(id string, counter uint32) Frame {
+		return Frame{Type: FrameEvent, Device: id, Counter: counter, Payload: eventPayload(id, uint64(counter), devices.TypeHeartbeat)}
+	}
 	for _, tc := range []struct {
 		name, reason, device string
 		wire                 []byte
@@ -299,8 +302,8 @@ func TestPortNeverAcksWhatDoesNotAuthenticate(t *testing.T) {
 	}{
 		{"forged with a wrong key", "mac", "btn-1", encode(duress("btn-1", 100), otherKey), false},
 		{"made with another pendant's key", "mac", "btn-1", encode(duress("btn-1", 101), btn2Key), false},
-		{"unknown device", "device", "btn-9", encode(duress("btn-9", 1), testKey), false},
-		{"device registered without a key", "device", "btn-nokey", encode(duress("btn-nokey", 1), testKey), false},
+		{"unknown device", "device", "btn-9", encode(heartbeat("btn-9", 1), testKey), false},
+		{"device registered without a key", "device", "btn-nokey", encode(heartbeat("btn-nokey", 1), testKey), false},
 		// An ack frame reflected back at the gateway authenticates, but is
 		// not an event and is not acknowledged.
 		{"ack frame sent to the gateway", "frame", "btn-1", encode(Frame{Type: FrameAck, Device: "btn-1", Counter: 102}, testKey), true},
@@ -318,6 +321,17 @@ func TestPortNeverAcksWhatDoesNotAuthenticate(t *testing.T) {
 			d.Ack() // the gateway acks a rejection once it is recorded: no frame may go out
 		})
 	}
+	// A duress from a pendant without a key is never dropped: it is delivered
+	// unauthenticated (to be raised unverified), and still never acked.
+	dev.write(encode(duress("btn-9", 2), testKey))
+	u := next(t, h.deliveries, "the unauthenticated duress")
+	require.NoError(t, u.Err)
+	assert.True(t, u.Unauthenticated)
+	assert.False(t, u.Monotonic, "an unauthenticated counter proves nothing")
+	assert.Equal(t, devices.TypeDuress, u.Decoded.Event.Type)
+	assert.Contains(t, strings.Join(u.Decoded.Warnings, " "), "not authenticated")
+	u.Ack()
+
 	// Acks go out in order: the first one the device sees must be for the
 	// good frame sent after all the bad ones.
 	dev.write(dev.frame("btn-1", 103, devices.TypeDuress))

@@ -354,6 +354,9 @@ func (a *App) ingest(d devices.Delivery) {
 		// A broken registry must not stop alarms: treat the device as unknown.
 		a.log.Error("registry lookup failed", "err", err)
 	}
+	if d.Unauthenticated {
+		known = false // the registry cannot vouch for a sender nobody authenticated
+	}
 	if !known && !ev.Type.Alarm() {
 		a.reject(ctx, d, "device", fmt.Errorf("devices: device: %s is not registered (only a duress or man-down is accepted from an unknown device)", ev.Device))
 		return

@@ -39,7 +39,11 @@ func TestSerialPendantEndToEnd(t *testing.T) {
 	v := startVigil(t, state, "--config", cfg, "--broker-listen", freeAddr(t))
 	waitFor(t, 10*time.Second, "the port to open", func() bool { return metric(t, v.http, `vigil_serial_port_up{port="`+link+`"}`) == 1 })
 
-	relay, err := firmwaresim.NewSerialRelay(firmwaresim.SerialRelayConfig{Line: line.Master, Pendants: keys, Site: site,
+	relayKeys := map[string][]byte{"pend-9": []byte("an unregistered pendant's own key")}
+	for id, k := range keys {
+		relayKeys[id] = k
+	}
+	relay, err := firmwaresim.NewSerialRelay(firmwaresim.SerialRelayConfig{Line: line.Master, Pendants: relayKeys, Site: site,
 		RetransmitInterval: 100 * time.Millisecond, Seed: 3,
 		SerialFaults: firmwaresim.SerialFaults{Noise: 0.3, Truncate: 0.2, Replay: 0.3, WrongKey: 0.2}})
 	require.NoError(t, err)
@@ -83,6 +87,22 @@ func TestSerialPendantEndToEnd(t *testing.T) {
 	assert.Positive(t, metric(t, v.http, `vigil_events_rejected_total{reason="frame"}`)+metric(t, v.http, `vigil_events_rejected_total{reason="crc"}`))
 	assert.Zero(t, st.BadFrames, "every ack the gateway sent verified at the pendant")
 	assert.Positive(t, metric(t, v.http, `vigil_events_rejected_total{reason="replay"}`), "replayed frames rejected as replays")
+
+	// A pendant the gateway has no key for: its duress is surfaced to people,
+	// unverified, and never reaches the ARC as a verified alarm.
+	stranger, err := relay.Press(ctx, "pend-9", devices.TypeDuress)
+	require.NoError(t, err)
+	strangerKey := fmt.Sprintf("pend-9:%d", stranger.Counter)
+	waitFor(t, 10*time.Second, "the unverified alert", func() bool {
+		for _, a := range v.alerts(t).Alerts {
+			if a.Key == strangerKey {
+				assert.False(t, a.Verified)
+				return true
+			}
+		}
+		return false
+	})
+	assert.Len(t, rcv.alarms(), 2, "the ARC still has only the two verified alarms")
 
 	// Unplug the receiver: the gateway raises an alert of its own.
 	cancel()
