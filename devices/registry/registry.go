@@ -225,16 +225,27 @@ func (r *Registry) write(f file) error {
 }
 
 func (r *Registry) lock() (func(), error) {
-	if err := os.MkdirAll(filepath.Dir(r.path), 0o750); err != nil {
+	unlock, err := LockFile(r.path)
+	if err != nil {
 		return nil, fmt.Errorf("registry: %w", err)
 	}
-	lf, err := os.OpenFile(r.path+".lock", os.O_CREATE|os.O_RDWR, 0o640)
+	return unlock, nil
+}
+
+// LockFile takes an exclusive lock beside path (path + ".lock"), so that
+// processes editing the same small JSON file (the CLI while the gateway runs)
+// take turns. The returned function releases it.
+func LockFile(path string) (func(), error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return nil, err
+	}
+	lf, err := os.OpenFile(path+".lock", os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
-		return nil, fmt.Errorf("registry: lock: %w", err)
+		return nil, fmt.Errorf("lock: %w", err)
 	}
 	if err := syscall.Flock(int(lf.Fd()), syscall.LOCK_EX); err != nil {
 		lf.Close()
-		return nil, fmt.Errorf("registry: lock %s: %w", lf.Name(), err)
+		return nil, fmt.Errorf("lock %s: %w", lf.Name(), err)
 	}
 	return func() { lf.Close() }, nil
 }

@@ -9,11 +9,9 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -108,20 +106,7 @@ func startSiteMosquitto(t *testing.T, pkiDir string) string {
 	// As in startMosquitto: run as the test's user, log problems to the test.
 	extra := "\nuser root\nlog_dest stderr\nlog_type error\nlog_type warning\n"
 	require.NoError(t, os.WriteFile(conf, []byte(strings.Join(lines, "\n")+extra), 0o600))
-	cmd := exec.Command(mosquittoPath(t), "-c", conf)
-	cmd.Stderr = &prefixWriter{t: t, prefix: "mosquitto: "}
-	require.NoError(t, cmd.Start())
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		cmd.Wait()
-	})
-	waitFor(t, 5*time.Second, "mosquitto to listen", func() bool {
-		c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	})
+	runMosquitto(t, conf, addr)
 	return "ssl://" + addr
 }
 

@@ -104,6 +104,14 @@ log_dest stderr
 log_type error
 log_type warning
 `, port, strings.Join(listenerConf, "\n"))), 0o600))
+	runMosquitto(t, conf, addr)
+	return "tcp://" + addr
+}
+
+// runMosquitto starts Mosquitto with the config file conf, stops it when the
+// test ends, and waits until it listens on addr.
+func runMosquitto(t testing.TB, conf, addr string) {
+	t.Helper()
 	cmd := exec.Command(mosquittoPath(t), "-c", conf)
 	cmd.Stderr = &prefixWriter{t: t, prefix: "mosquitto: "}
 	require.NoError(t, cmd.Start())
@@ -118,7 +126,6 @@ log_type warning
 		}
 		return err == nil
 	})
-	return "tcp://" + addr
 }
 
 type prefixWriter struct {

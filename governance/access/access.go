@@ -18,11 +18,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/vigil-gw/vigil/devices/registry"
@@ -202,16 +200,9 @@ func (s *Store) read() (file, error) {
 }
 
 func (s *Store) lock() (func(), error) {
-	if err := os.MkdirAll(filepath.Dir(s.path), 0o750); err != nil {
+	unlock, err := registry.LockFile(s.path)
+	if err != nil {
 		return nil, fmt.Errorf("access: %w", err)
 	}
-	lf, err := os.OpenFile(s.path+".lock", os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("access: lock: %w", err)
-	}
-	if err := syscall.Flock(int(lf.Fd()), syscall.LOCK_EX); err != nil {
-		lf.Close()
-		return nil, fmt.Errorf("access: lock: %w", err)
-	}
-	return func() { lf.Close() }, nil
+	return unlock, nil
 }
