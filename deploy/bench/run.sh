@@ -7,6 +7,12 @@
 # RUNS (default 3) end-to-end runs; COUNT (default 5) runs of each
 # micro-benchmark. Raw `go test` output is kept in OUTDIR (default
 # bin/bench/DATE) next to medians.txt. Needs Mosquitto (make testenv).
+#
+# -bench=E2E runs every end-to-end benchmark in gateway/e2e: duress latency
+# over MQTT (Mosquitto default and nodelay) and over TLS with client
+# certificates, durable ingest with RSS (default and nodelay), and serial
+# duress latency and throughput through a pty (as is, and paced to 115200
+# baud). One run takes about 5 minutes on 2 cores; each benchmark under 2.
 set -eu
 cd "$(dirname "$0")/../.."
 RUNS=${RUNS:-3}

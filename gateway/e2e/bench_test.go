@@ -40,7 +40,9 @@ import (
 //
 //	VIGIL_E2E_BENCH=1 go test -run='^$' -bench=E2E -benchtime=1x -timeout 20m ./gateway/e2e/
 //
-// VIGIL_BENCH_PRESSES and VIGIL_BENCH_EVENTS shrink them for a quick look.
+// VIGIL_BENCH_PRESSES and VIGIL_BENCH_EVENTS shrink them for a quick look,
+// VIGIL_BENCH_SERIAL_PRESSES and VIGIL_BENCH_SERIAL_SECONDS the serial ones
+// (bench_serial_test.go). The TLS benchmark is in bench_tls_test.go.
 // BENCHMARKS.md records the figures and how to read them.
 const (
 	// benchButtons simulated buttons heartbeat in the background of the
@@ -95,8 +97,8 @@ func envInt(b *testing.B, name string, def int) int {
 // one fsync (median).
 //
 // It runs twice: with Mosquitto's default set_tcp_nodelay false (Nagle's
-// algorithm on for the broker's client sockets, as in the test harness), and
-// with set_tcp_nodelay true.
+// algorithm on for the broker's client sockets), and with set_tcp_nodelay
+// true, which is what deploy/mosquitto ships and the test harness uses.
 func BenchmarkE2EDuressLatency(b *testing.B) {
 	skipUnlessE2EBench(b)
 	for _, nodelay := range []bool{false, true} {
@@ -121,14 +123,46 @@ func benchDuressLatency(b *testing.B, nodelay bool) {
 	fleet := startBenchFleet(b, broker)
 	pr := startProbe(b, broker, n)
 	pub := benchClient(b, broker, "bench-duress")
+	measureDuressLatency(b, duressRun{
+		what: fmt.Sprintf("broker tcp, nodelay=%v", nodelay), n: n, state: state, zones: zones, frames: frames, vigil: v, probe: pr,
+		background: func() uint64 { return fleetEvents(fleet) },
+		publish: func(dev int, payload []byte) paho.Token {
+			return pub.Publish(devices.EventTopic(site, deviceID(dev)), 1, false, payload)
+		},
+	})
+}
 
+// duressRun is one set-up of the duress latency benchmark: a gateway with
+// benchButtons registered behind a broker, buttons heartbeating in the
+// background, a probe on the same broker, and a way to publish a duress.
+type duressRun struct {
+	what       string // the broker set-up, for the log
+	n          int    // presses (and probes)
+	state      string // the gateway's state directory, for the fsync figure
+	zones      map[string]string
+	frames     *zoneMatcher
+	vigil      *proc
+	probe      *probe
+	background func() uint64 // background events published so far
+	// publish sends device dev's duress payload at QoS 1 (over a
+	// connection the broker lets publish on the device's event topic).
+	publish func(dev int, payload []byte) paho.Token
+}
+
+// measureDuressLatency presses r.n duress buttons at exponential gaps with a
+// Mosquitto probe between each two, waits for every frame at the ARC, and
+// reports Vigil's publish → ARC frame latency beside the probe's QoS 1
+// publish → subscriber time and one fsync.
+func measureDuressLatency(b *testing.B, r duressRun) {
+	b.Helper()
+	n, frames, v, pr := r.n, r.frames, r.vigil, r.probe
 	// One fsync, under the same background load, on the state directory's
 	// file system; this also lets the fleet's heartbeats reach steady state.
-	fsyncs := measureFsync(b, state, benchFsyncs)
+	fsyncs := measureFsync(b, r.state, benchFsyncs)
 
 	payloadLen := len(duressPayload(b, 1, 1))
 	rng := rand.New(rand.NewPCG(1, 2))
-	bg0 := fleetEvents(fleet)
+	bg0 := r.background()
 	start := time.Now()
 	next := start
 	toks := make([]paho.Token, 0, n)
@@ -141,8 +175,8 @@ func benchDuressLatency(b *testing.B, nodelay bool) {
 		seq := uint64(k/registry.MaxZone + 1)
 		payload := duressPayload(b, dev, seq)
 		time.Sleep(time.Until(next)) // pacing, not waiting for a condition
-		frames.expect(zones[deviceID(dev)], fmt.Sprintf("%s:%d", deviceID(dev), seq))
-		toks = append(toks, pub.Publish(devices.EventTopic(site, deviceID(dev)), 1, false, payload))
+		frames.expect(r.zones[deviceID(dev)], fmt.Sprintf("%s:%d", deviceID(dev), seq))
+		toks = append(toks, r.publish(dev, payload))
 		time.Sleep(time.Until(next.Add(gap / 2)))
 		pr.publish(k, payloadLen)
 		next = next.Add(gap)
@@ -154,7 +188,7 @@ func benchDuressLatency(b *testing.B, nodelay bool) {
 	pr.wait(b)
 	pollUntil(b, 2*time.Minute, "every duress frame at the ARC", func() bool { return frames.count() >= n })
 	elapsed := time.Since(start)
-	bgRate := float64(fleetEvents(fleet)-bg0) / elapsed.Seconds()
+	bgRate := float64(r.background()-bg0) / elapsed.Seconds()
 
 	presses := frames.matched()
 	vig := make([]time.Duration, 0, n)
@@ -190,7 +224,9 @@ func benchDuressLatency(b *testing.B, nodelay bool) {
 	b.ReportMetric(float64(quantile(vig, 0.99))/float64(quantile(mosq, 0.99)), "p99_ratio")
 	b.ReportMetric(met, "target_met")
 	b.ReportMetric(ms(quantile(toRaised, 0.5)), "to_raised_p50_ms")
+	b.ReportMetric(ms(quantile(toRaised, 0.99)), "to_raised_p99_ms")
 	b.ReportMetric(ms(quantile(raisedToFrame, 0.5)), "raised_to_frame_p50_ms")
+	b.ReportMetric(ms(quantile(raisedToFrame, 0.99)), "raised_to_frame_p99_ms")
 	b.ReportMetric(bgRate, "background_events/s")
 	b.ReportMetric(mib(hwm), "rss_peak_MiB")
 
@@ -206,9 +242,9 @@ func benchDuressLatency(b *testing.B, nodelay bool) {
 	row("mosquitto QoS1 pub→sub", mosq)
 	row(fmt.Sprintf("fsync 4 KiB (%d)", len(fsyncs)), fsyncs)
 	tw.Flush()
-	b.Logf("duress latency, broker nodelay=%v, with %d buttons heartbeating every %s (%.0f events/s measured), presses at mean %s gaps over %s:\n%s"+
+	b.Logf("duress latency, %s, with %d buttons heartbeating every %s (%.0f events/s measured), presses at mean %s gaps over %s:\n%s"+
 		"target: vigil p99 %.2f ms ≤ 2 × mosquitto p99 + fsync median = %.2f ms: %v; vigil VmHWM %.1f MiB",
-		nodelay, benchButtons, benchHeartbeat, bgRate, benchPressGap, elapsed.Round(time.Millisecond), sb.String(),
+		r.what, benchButtons, benchHeartbeat, bgRate, benchPressGap, elapsed.Round(time.Millisecond), sb.String(),
 		ms(quantile(vig, 0.99)), ms(budget), met == 1, mib(hwm))
 }
 
@@ -250,11 +286,24 @@ func breakdown(b *testing.B, v *proc, presses []press) (toRaised, raisedToFrame 
 // same run. It also reports the gateway's RSS idle (1,000 devices registered,
 // no traffic) and its peak (VmHWM) under this load. Targets: ≥ 10,000
 // events/s on 2 cores; RSS ≤ 64 MiB.
+//
+// Like BenchmarkE2EDuressLatency it runs with Mosquitto's default
+// set_tcp_nodelay false and with the shipped set_tcp_nodelay true.
 func BenchmarkE2EIngest(b *testing.B) {
 	skipUnlessE2EBench(b)
+	for _, nodelay := range []bool{false, true} {
+		name := "mosquitto=default"
+		if nodelay {
+			name = "mosquitto=nodelay"
+		}
+		b.Run(name, func(b *testing.B) { benchIngest(b, nodelay) })
+	}
+}
+
+func benchIngest(b *testing.B, nodelay bool) {
 	n := envInt(b, "VIGIL_BENCH_EVENTS", benchEvents)
 	bin := buildBenchVigil(b)
-	broker := startBenchMosquitto(b, false)
+	broker := startBenchMosquitto(b, nodelay)
 	state := b.TempDir()
 	benchRegister(b, state)
 	arcURL := startBenchARC(b, nil)
@@ -290,11 +339,11 @@ func BenchmarkE2EIngest(b *testing.B) {
 	fmt.Fprintf(tw, "vigil (journaled)\t%.2f\t%.2f\t%.0f\t\n", vig.acked.Seconds(), vig.total.Seconds(), vRate)
 	fmt.Fprintf(tw, "mosquitto → subscriber\t%.2f\t%.2f\t%.0f\t\n", peer.acked.Seconds(), peer.total.Seconds(), mRate)
 	tw.Flush()
-	b.Logf("ingest over %d publisher connections (window %d):\n%s"+
+	b.Logf("ingest, broker nodelay=%v, over %d publisher connections (window %d):\n%s"+
 		"vigil/mosquitto %.2f; target ≥ 10000 events/s: %v; rejected %d, duplicates %d\n"+
 		"vigil RSS idle %.1f MiB, peak (VmHWM) %.1f MiB; target ≤ 64 MiB: %v\n"+
 		"peak under load sampled every 50 ms: anonymous %.1f MiB, file-backed (the bbolt mmap) %.1f MiB; state db %.1f MiB",
-		benchPublishers, benchWindow, sb.String(), vRate/mRate, vRate >= 10000, rejected, dups,
+		nodelay, benchPublishers, benchWindow, sb.String(), vRate/mRate, vRate >= 10000, rejected, dups,
 		mib(idle), mib(peak), peak <= 64<<10, mib(anon), mib(file), float64(db.Size())/(1<<20))
 }
 
@@ -467,6 +516,17 @@ func (m *zoneMatcher) expect(zone, key string) {
 	m.mu.Unlock()
 }
 
+// expectWith records a press for zone, timed now, and makes it with do,
+// which returns its key: for presses whose key is known only once made. The
+// matcher is locked meanwhile, so its frame cannot be matched first (the
+// receiver times a frame before it calls onFrame).
+func (m *zoneMatcher) expectWith(zone string, do func() (key string)) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	at := time.Now()
+	m.sent[zone] = append(m.sent[zone], press{key: do(), published: at})
+}
+
 func (m *zoneMatcher) onFrame(r dc09.Received) {
 	if r.Response != dc09.RespondACK || r.Frame.ID == dc09.IDNull {
 		return
@@ -523,8 +583,15 @@ type probe struct {
 
 func startProbe(b *testing.B, broker string, n int) *probe {
 	b.Helper()
+	return startProbeWith(b, n, func(id string) paho.Client { return benchClient(b, broker, id) })
+}
+
+// startProbeWith is startProbe with clients made by connect, given the
+// client ids "bench-probe-sub" and "bench-probe-pub" (over TLS, say).
+func startProbeWith(b *testing.B, n int, connect func(id string) paho.Client) *probe {
+	b.Helper()
 	p := &probe{topic: "vigil-bench/v1/" + site + "/probe/event", sent: make([]time.Time, n), got: make([]time.Time, n)}
-	sub := benchClient(b, broker, "bench-probe-sub")
+	sub := connect("bench-probe-sub")
 	tok := sub.Subscribe(p.topic, 1, func(_ paho.Client, m paho.Message) {
 		at := time.Now()
 		k, err := strconv.Atoi(string(m.Payload()[:8]))
@@ -540,7 +607,7 @@ func startProbe(b *testing.B, broker string, n int) *probe {
 	})
 	require.True(b, tok.WaitTimeout(10*time.Second))
 	require.NoError(b, tok.Error())
-	p.pub = benchClient(b, broker, "bench-probe-pub")
+	p.pub = connect("bench-probe-pub")
 	return p
 }
 
@@ -860,7 +927,8 @@ func mib(kib int64) float64 { return float64(kib) / 1024 }
 
 // startBenchMosquitto runs a private Mosquitto like the harness's
 // startMosquitto (same limits), with Nagle's algorithm on its client sockets
-// as Mosquitto ships (set_tcp_nodelay false), or off. The benchmarks write
+// as Mosquitto's own default has it (set_tcp_nodelay false), or off as
+// deploy/mosquitto and the harness have it (nodelay). The benchmarks write
 // the setting out so that a change to the harness cannot change its meaning.
 func startBenchMosquitto(b *testing.B, nodelay bool) string {
 	b.Helper()
@@ -877,19 +945,6 @@ log_dest stderr
 log_type error
 log_type warning
 `, port, nodelay)), 0o600))
-	cmd := exec.Command(mosquittoPath(b), "-c", conf)
-	cmd.Stderr = &prefixWriter{t: b, prefix: "mosquitto: "}
-	require.NoError(b, cmd.Start())
-	b.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		cmd.Wait()
-	})
-	pollUntil(b, 5*time.Second, "mosquitto to listen", func() bool {
-		c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	})
+	runMosquitto(b, conf, addr)
 	return "tcp://" + addr
 }
