@@ -342,7 +342,7 @@ func benchIngest(b *testing.B, nodelay bool) {
 	b.Logf("ingest, broker nodelay=%v, over %d publisher connections (window %d):\n%s"+
 		"vigil/mosquitto %.2f; target ≥ 10000 events/s: %v; rejected %d, duplicates %d\n"+
 		"vigil RSS idle %.1f MiB, peak (VmHWM) %.1f MiB; target ≤ 64 MiB: %v\n"+
-		"peak under load sampled every 50 ms: anonymous %.1f MiB, file-backed (the bbolt mmap) %.1f MiB; state db %.1f MiB",
+		"peak under load sampled every 50 ms: anonymous %.1f MiB, file-backed (the binary's pages and the bbolt mmap) %.1f MiB; state db %.1f MiB",
 		nodelay, benchPublishers, benchWindow, sb.String(), vRate/mRate, vRate >= 10000, rejected, dups,
 		mib(idle), mib(peak), peak <= 64<<10, mib(anon), mib(file), float64(db.Size())/(1<<20))
 }
