@@ -70,9 +70,10 @@ func deviceTLS(t *testing.T, dir string, roots *x509.CertPool, id string) *tls.C
 // vigil.conf and vigil.acl, changed only where an installation differs: the
 // listener on a free loopback port, the certificate, ACL and persistence
 // paths, and the gateway id in the ACL. So the test checks what we ship,
-// including allow_anonymous false (startMosquitto sets it true). It returns
-// the ssl:// URL.
-func startSiteMosquitto(t *testing.T, pkiDir string) string {
+// including allow_anonymous false (startMosquitto sets it true). extraACL is
+// appended to the ACL (the benchmarks' probe clients). It returns the ssl://
+// URL.
+func startSiteMosquitto(t testing.TB, pkiDir string, extraACL ...string) string {
 	t.Helper()
 	addr := freeAddr(t)
 	_, port, _ := net.SplitHostPort(addr)
@@ -82,7 +83,7 @@ func startSiteMosquitto(t *testing.T, pkiDir string) string {
 	require.NoError(t, err)
 	require.Contains(t, string(acl), "\nuser GATEWAY_ID\n", "the ACL's placeholder for the installer")
 	aclPath := filepath.Join(dir, "vigil.acl")
-	require.NoError(t, os.WriteFile(aclPath, []byte(strings.Replace(string(acl), "\nuser GATEWAY_ID\n", "\nuser "+e2eGatewayID+"\n", 1)), 0o600))
+	require.NoError(t, os.WriteFile(aclPath, []byte(strings.Replace(string(acl), "\nuser GATEWAY_ID\n", "\nuser "+e2eGatewayID+"\n", 1)+strings.Join(extraACL, "")), 0o600))
 
 	raw, err := os.ReadFile("../../deploy/mosquitto/vigil.conf")
 	require.NoError(t, err)

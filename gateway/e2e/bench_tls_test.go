@@ -6,7 +6,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -60,7 +59,7 @@ func BenchmarkE2ETLSDuressLatency(b *testing.B) {
 		ids = append(ids, deviceID(i))
 	}
 	pkiDir, roots := benchPKI(b, ids)
-	broker := startBenchSiteMosquitto(b, pkiDir)
+	broker := startSiteMosquitto(b, pkiDir, benchProbeACL)
 
 	frames := newZoneMatcher()
 	arcURL := startBenchARC(b, frames.onFrame)
@@ -217,46 +216,4 @@ func startTLSFleet(b *testing.B, broker, dir string, roots *x509.CertPool, ids [
 	}()
 	b.Cleanup(func() { cancel(); <-done })
 	return f
-}
-
-// startBenchSiteMosquitto is auth_test.go's startSiteMosquitto for a
-// benchmark: the shipped deploy/mosquitto/vigil.conf and vigil.acl, changed
-// only where an installation differs (listener port, certificate, ACL and
-// persistence paths, the gateway id in the ACL), plus benchProbeACL. It
-// returns the ssl:// URL.
-func startBenchSiteMosquitto(b *testing.B, pkiDir string) string {
-	b.Helper()
-	addr := freeAddr(b)
-	_, port, _ := net.SplitHostPort(addr)
-	dir := b.TempDir()
-
-	acl, err := os.ReadFile("../../deploy/mosquitto/vigil.acl")
-	require.NoError(b, err)
-	require.Contains(b, string(acl), "\nuser GATEWAY_ID\n", "the ACL's placeholder for the installer")
-	aclPath := filepath.Join(dir, "vigil.acl")
-	require.NoError(b, os.WriteFile(aclPath, []byte(strings.Replace(string(acl), "\nuser GATEWAY_ID\n", "\nuser "+e2eGatewayID+"\n", 1)+benchProbeACL), 0o600))
-
-	raw, err := os.ReadFile("../../deploy/mosquitto/vigil.conf")
-	require.NoError(b, err)
-	cert, key := pki.Paths(pkiDir, pki.Server, "broker")
-	set := map[string]string{"listener": port + " 127.0.0.1", "cafile": pki.CAPath(pkiDir), "certfile": cert, "keyfile": key,
-		"acl_file": aclPath, "persistence_location": dir + "/"}
-	seen := map[string]bool{}
-	lines := strings.Split(string(raw), "\n")
-	for i, line := range lines {
-		if f := strings.Fields(line); len(f) > 0 {
-			if v, ok := set[f[0]]; ok {
-				lines[i], seen[f[0]] = f[0]+" "+v, true
-			}
-		}
-	}
-	for k := range set {
-		require.True(b, seen[k], "vigil.conf has no %s line", k)
-	}
-	require.Contains(b, string(raw), "\nset_tcp_nodelay true\n", "the TLS benchmark measures the shipped nodelay setting")
-	conf := filepath.Join(dir, "mosquitto.conf")
-	extra := "\nuser root\nlog_dest stderr\nlog_type error\nlog_type warning\n"
-	require.NoError(b, os.WriteFile(conf, []byte(strings.Join(lines, "\n")+extra), 0o600))
-	runMosquitto(b, conf, addr)
-	return "ssl://" + addr
 }
