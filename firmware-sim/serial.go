@@ -691,13 +691,7 @@ type SerialStats struct {
 }
 
 // PressedTotal is the number of events of every type queued.
-func (s SerialStats) PressedTotal() uint64 {
-	var n uint64
-	for _, v := range s.Pressed {
-		n += v
-	}
-	return n
-}
+func (s SerialStats) PressedTotal() uint64 { return total(s.Pressed) }
 
 // String renders the snapshot on one line for logs and the command line.
 func (s SerialStats) String() string {

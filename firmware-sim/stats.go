@@ -110,18 +110,15 @@ type Stats struct {
 }
 
 // PublishedTotal is the number of well-formed events of every type.
-func (s Stats) PublishedTotal() uint64 {
-	var n uint64
-	for _, v := range s.Published {
-		n += v
-	}
-	return n
-}
+func (s Stats) PublishedTotal() uint64 { return total(s.Published) }
 
 // MalformedTotal is the number of malformed payloads of every kind.
-func (s Stats) MalformedTotal() uint64 {
+func (s Stats) MalformedTotal() uint64 { return total(s.Malformed) }
+
+// total adds up a map of counters.
+func total[K comparable](m map[K]uint64) uint64 {
 	var n uint64
-	for _, v := range s.Malformed {
+	for _, v := range m {
 		n += v
 	}
 	return n
