@@ -34,17 +34,28 @@ const (
 	TypeAmberCheckin Type = "amber_checkin" // the wearer is safe; the session ends
 	TypeHeartbeat    Type = "heartbeat"     // optional interval_s
 	TypeBattery      Type = "battery"
+	// Camera events. A camera announces each finished clip with clip_ready,
+	// declaring its digest and size, and then uploads it (evidence/ingest).
+	TypeRecordingStarted Type = "recording_started" // optional clip.id of the clip being recorded
+	TypeRecordingStopped Type = "recording_stopped"
+	TypeClipReady        Type = "clip_ready" // clip: id, sha256, size, start, end
 )
 
 // knownTypes lists every event type a v1 device may send.
 var knownTypes = map[Type]bool{TypeDuress: true, TypeDuressCancel: true, TypeManDown: true, TypeAmberStart: true,
-	TypeAmberExtend: true, TypeAmberCheckin: true, TypeHeartbeat: true, TypeBattery: true}
+	TypeAmberExtend: true, TypeAmberCheckin: true, TypeHeartbeat: true, TypeBattery: true,
+	TypeRecordingStarted: true, TypeRecordingStopped: true, TypeClipReady: true}
 
 // Urgent reports whether events of this type bear on someone's safety, so
 // soft validation problems (a wrong clock, an impossible position) become
 // warnings rather than rejections: an amber session must still start, and a
 // duress PIN must still be heard, from a device whose clock has drifted.
-func (t Type) Urgent() bool { return t != TypeHeartbeat && t != TypeBattery }
+func (t Type) Urgent() bool { return t != TypeHeartbeat && t != TypeBattery && !t.Camera() }
+
+// Camera reports whether the type is a body-worn-camera event.
+func (t Type) Camera() bool {
+	return t == TypeRecordingStarted || t == TypeRecordingStopped || t == TypeClipReady
+}
 
 // Alarm reports whether the event raises an alarm by itself. Only these are
 // accepted (and raised unverified) from a device that is not registered.
@@ -78,6 +89,52 @@ type Event struct {
 	// IntervalS is the device's heartbeat interval in seconds (heartbeat);
 	// silence for three intervals raises an offline alert.
 	IntervalS int `json:"interval_s,omitempty"`
+	// Clip describes a camera clip (clip_ready: all fields; recording_started
+	// and recording_stopped: the id at most).
+	Clip *Clip `json:"clip,omitempty"`
+}
+
+// Clip is a camera's description of one recorded clip.
+type Clip struct {
+	ID     string    `json:"id"`
+	SHA256 string    `json:"sha256,omitempty"` // lowercase hex of the clip's bytes
+	Size   int64     `json:"size,omitempty"`   // bytes
+	Start  time.Time `json:"start,omitzero"`
+	End    time.Time `json:"end,omitzero"`
+}
+
+// ValidClipID reports whether s can name a clip: 1-128 characters of
+// A-Z a-z 0-9 . _ -, starting with a letter or digit. Clip ids become parts
+// of file names and object keys, so nothing else (no '/', no "..") passes.
+func ValidClipID(s string) bool { return clipIDRE.MatchString(s) }
+
+var clipIDRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+
+// ValidSHA256 reports whether s is a SHA-256 digest in lowercase hex.
+func ValidSHA256(s string) bool { return sha256RE.MatchString(s) }
+
+var sha256RE = regexp.MustCompile(`^[0-9a-f]{64}$`)
+
+// MaxClipDuration bounds a clip's declared start-to-end span.
+const MaxClipDuration = 24 * time.Hour
+
+// CheckClip validates a full clip description (clip_ready, upload metadata).
+func CheckClip(c *Clip) error {
+	switch {
+	case c == nil:
+		return errf("clip", "missing")
+	case !ValidClipID(c.ID) || strings.Contains(c.ID, ".."):
+		return errf("clip.id", "%q must be 1-128 of A-Z a-z 0-9 . _ - starting with a letter or digit, without \"..\"", clip(c.ID))
+	case !ValidSHA256(c.SHA256):
+		return errf("clip.sha256", "must be 64 lowercase hex digits")
+	case c.Size <= 0:
+		return errf("clip.size", "%d is not a size in bytes", c.Size)
+	case c.Start.IsZero() || c.End.IsZero():
+		return errf("clip.start", "start and end are both required")
+	case c.End.Before(c.Start) || c.End.Sub(c.Start) > MaxClipDuration:
+		return errf("clip.end", "%s to %s is not a clip's span", c.Start.UTC().Format(time.RFC3339), c.End.UTC().Format(time.RFC3339))
+	}
+	return nil
 }
 
 // Limits on the alarm-set fields.
@@ -253,8 +310,17 @@ func (d *Decoded) validate(topicDevice string, now time.Time) error {
 		return errf("note", "must be at most %d bytes without control characters", MaxNote)
 	case ev.Covert && ev.Type != TypeDuressCancel:
 		return errf("covert", "only a duress_cancel can be covert")
+	case ev.Clip != nil && !ev.Type.Camera():
+		return errf("clip", "only camera events carry a clip")
+	case ev.Clip != nil && (!ValidClipID(ev.Clip.ID) || strings.Contains(ev.Clip.ID, "..")):
+		return errf("clip.id", "%q must be 1-128 of A-Z a-z 0-9 . _ - starting with a letter or digit", clip(ev.Clip.ID))
 	case ev.IntervalS != 0 && (ev.Type != TypeHeartbeat || ev.IntervalS < MinInterval || ev.IntervalS > MaxInterval):
 		return errf("interval_s", "a heartbeat's interval must be %d-%d seconds", MinInterval, MaxInterval)
+	}
+	if ev.Type == TypeClipReady {
+		if err := CheckClip(ev.Clip); err != nil {
+			return err
+		}
 	}
 	soft := func(e *Error) error {
 		if ev.Type.Urgent() {

@@ -70,6 +70,14 @@ var decodeCases = []struct {
 	{"man down skewed clock warns", goodTopic, `{"v":1,"id":"a","device":"btn-1","seq":1,"type":"man_down","ts":"2020-01-01T00:00:00Z"}`, "", 1},
 	{"amber start skewed clock warns", goodTopic, `{"v":1,"id":"a","device":"btn-1","seq":1,"type":"amber_start","ts":"2020-01-01T00:00:00Z","duration_s":60}`, "", 1},
 	{"duress skewed clock warns", goodTopic, `{"v":1,"id":"a","device":"btn-1","seq":1,"type":"duress","ts":"2020-01-01T00:00:00Z"}`, "", 1},
+	{"clip ready", goodTopic, `{"v":1,"id":"a","device":"btn-1","seq":1,"type":"clip_ready","ts":"2026-11-21T10:15:00Z","clip":{"id":"c-1.mp4","sha256":"abababababababababababababababababababababababababababababababab","size":1024,"start":"2026-11-21T10:10:00Z","end":"2026-11-21T10:15:00Z"}}`, "", 0},
+	{"clip ready without clip", goodTopic, `{"v":1,"id":"a","device":"btn-1","seq":1,"type":"clip_ready","ts":"2026-11-21T10:15:00Z"}`, "clip", 0},
+	{"clip id path trick", goodTopic, `{"v":1,"id":"a","device":"btn-1","seq":1,"type":"clip_ready","ts":"2026-11-21T10:15:00Z","clip":{"id":"../../etc/passwd","sha256":"abababababababababababababababababababababababababababababababab","size":1,"start":"2026-11-21T10:10:00Z","end":"2026-11-21T10:15:00Z"}}`, "clip.id", 0},
+	{"clip id dot dot", goodTopic, `{"v":1,"id":"a","device":"btn-1","seq":1,"type":"recording_started","ts":"2026-11-21T10:15:00Z","clip":{"id":"a..b"}}`, "clip.id", 0},
+	{"clip digest upper", goodTopic, `{"v":1,"id":"a","device":"btn-1","seq":1,"type":"clip_ready","ts":"2026-11-21T10:15:00Z","clip":{"id":"c1","sha256":"ABABABABABABABABABABABABABABABABABABABABABABABABABABABABABABABAB","size":1,"start":"2026-11-21T10:10:00Z","end":"2026-11-21T10:15:00Z"}}`, "clip.sha256", 0},
+	{"clip ends before start", goodTopic, `{"v":1,"id":"a","device":"btn-1","seq":1,"type":"clip_ready","ts":"2026-11-21T10:15:00Z","clip":{"id":"c1","sha256":"abababababababababababababababababababababababababababababababab","size":1,"start":"2026-11-21T10:10:00Z","end":"2026-11-21T10:00:00Z"}}`, "clip.end", 0},
+	{"clip on a duress", goodTopic, `{"v":1,"id":"a","device":"btn-1","seq":1,"type":"duress","ts":"2026-11-21T10:15:00Z","clip":{"id":"c1"}}`, "clip", 0},
+	{"recording started", goodTopic, `{"v":1,"id":"a","device":"btn-1","seq":1,"type":"recording_started","ts":"2026-11-21T10:15:00Z","clip":{"id":"c1"}}`, "", 0},
 	{"duress no ts bad loc bad battery warns", goodTopic, `{"v":1,"id":"a","device":"btn-1","seq":1,"type":"duress","loc":{"lat":0,"lon":200},"battery":-3}`, "", 3},
 }
 
