@@ -28,7 +28,7 @@ const usage = `usage: vigil <command> [flags]
 
 commands:
   run                     start the gateway (embedded broker, ./var, http 127.0.0.1:8080 by default)
-  device add ID --kind button|camera --site SITE --wearer NAME [--camera CAMERA_ID] [--serial-key-file F]
+  device add ID --kind button|camera --site SITE --wearer NAME [--camera CAMERA_ID] [--serial-key-file F] [--token-file F]
   device list
   token create --role operator|supervisor|admin --name NAME   an API token, printed once
   token list
@@ -189,6 +189,7 @@ func deviceAdd(args []string, stdout, stderr io.Writer) error {
 	site := fs.String("site", "", "site id")
 	wearer := fs.String("wearer", "", "name of the person who wears it")
 	camera := fs.String("camera", "", "paired camera id (buttons)")
+	tokenFile := fs.String("token-file", "", "cameras: write the new upload token to this file (mode 0600) instead of printing it")
 	keyFile := fs.String("serial-key-file", "", "the device's serial HMAC key in hex; created with a new random key (mode 0600) if the file does not exist, for provisioning into the pendant")
 	// The id comes first ("device add ID --kind …"); flag parsing stops at the
 	// first non-flag, so take it off before parsing.
@@ -207,11 +208,30 @@ func deviceAdd(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
+	var token string
+	if dev.Kind == registry.KindCamera {
+		// A camera authenticates its uploads with a token; the registry keeps
+		// only its hash, so it is shown (or written) now and never again.
+		if token, dev.UploadTokenSHA256, err = registry.NewUploadToken(); err != nil {
+			return err
+		}
+	} else if *tokenFile != "" {
+		return errors.New("device add: --token-file is for cameras")
+	}
 	d, err := app.OpenRegistry(cfg.State).Add(dev, time.Now())
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "added %s %s at %s for %s (zone %03d)\n", d.Kind, d.ID, d.Site, d.Wearer, d.Zone)
+	switch {
+	case token != "" && *tokenFile != "":
+		if err := registry.WriteFileAtomic(*tokenFile, []byte(token+"\n"), 0o600); err != nil {
+			return fmt.Errorf("device add: %s is registered but its token could not be written: %w", d.ID, err)
+		}
+		fmt.Fprintf(stdout, "upload token written to %s\n", *tokenFile)
+	case token != "":
+		fmt.Fprintf(stdout, "upload token (shown once; give it to the camera or its dock): %s\n", token)
+	}
 	return nil
 }
 

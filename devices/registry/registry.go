@@ -9,6 +9,10 @@
 package registry
 
 import (
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -44,6 +48,25 @@ type Device struct {
 	// SerialKey is the HMAC key, in hex, that authenticates the device's
 	// serial frames (and the gateway's acks to it). Empty for MQTT-only devices.
 	SerialKey string `json:"serial_key,omitempty"`
+	// UploadTokenSHA256 is the SHA-256 (hex) of a camera's upload token: the
+	// token itself is shown once when the camera is added and never stored.
+	UploadTokenSHA256 string `json:"upload_token_sha256,omitempty"`
+}
+
+// NewUploadToken makes a random camera upload token and the hash the
+// registry keeps of it.
+func NewUploadToken() (token, hash string, err error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", "", err
+	}
+	token = "vcam_" + base64.RawURLEncoding.EncodeToString(b)
+	return token, tokenHash(token), nil
+}
+
+func tokenHash(token string) string {
+	s := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(s[:])
 }
 
 // Key returns the device's serial HMAC key, if it has one.
@@ -103,6 +126,8 @@ func (d Device) Validate() error {
 		return fmt.Errorf("registry: camera %q: use 1-64 of A-Z a-z 0-9 _ -", d.Camera)
 	case d.Camera != "" && d.Kind != KindButton:
 		return fmt.Errorf("registry: camera: only a button is paired with a camera")
+	case d.UploadTokenSHA256 != "" && (d.Kind != KindCamera || len(d.UploadTokenSHA256) != 64):
+		return fmt.Errorf("registry: upload token: only a camera has one (a SHA-256 in hex)")
 	case d.SerialKey != "":
 		if k, err := hex.DecodeString(d.SerialKey); err != nil || len(k) < MinKeyLen {
 			return fmt.Errorf("registry: serial key: must be at least %d bytes in hex", MinKeyLen)
@@ -176,16 +201,44 @@ func (r *Registry) List() ([]Device, error) {
 func (r *Registry) Lookup(id string) (Device, bool, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if err := r.refresh(); err != nil {
+		return Device{}, false, err
+	}
+	d, ok := r.devices[id]
+	return d, ok, nil
+}
+
+// CameraByToken finds the camera whose upload token this is.
+func (r *Registry) CameraByToken(token string) (Device, bool, error) {
+	if token == "" {
+		return Device{}, false, nil
+	}
+	want := []byte(tokenHash(token))
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := r.refresh(); err != nil {
+		return Device{}, false, err
+	}
+	for _, d := range r.devices {
+		if d.Kind == KindCamera && subtle.ConstantTimeCompare([]byte(d.UploadTokenSHA256), want) == 1 {
+			return d, true, nil
+		}
+	}
+	return Device{}, false, nil
+}
+
+// refresh reloads the cached devices if the file changed. r.mu is held.
+func (r *Registry) refresh() error {
 	st, err := os.Stat(r.path)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 		r.devices, r.stamp = nil, stamp{}
 	case err != nil:
-		return Device{}, false, fmt.Errorf("registry: stat %s: %w", r.path, err)
+		return fmt.Errorf("registry: stat %s: %w", r.path, err)
 	case r.devices == nil || st.ModTime() != r.stamp.mod || st.Size() != r.stamp.size:
 		f, err := r.read()
 		if err != nil {
-			return Device{}, false, err
+			return err
 		}
 		r.devices = make(map[string]Device, len(f.Devices))
 		for _, d := range f.Devices {
@@ -193,8 +246,7 @@ func (r *Registry) Lookup(id string) (Device, bool, error) {
 		}
 		r.stamp = stamp{st.ModTime(), st.Size()}
 	}
-	d, ok := r.devices[id]
-	return d, ok, nil
+	return nil
 }
 
 func (r *Registry) read() (file, error) {

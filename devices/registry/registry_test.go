@@ -102,3 +102,26 @@ func TestCorruptFileIsAnError(t *testing.T) {
 	_, _, err := Open(path).Lookup("x")
 	require.ErrorContains(t, err, "is not a registry file")
 }
+
+func TestCameraByToken(t *testing.T) {
+	r := Open(filepath.Join(t.TempDir(), "devices.json"))
+	tok, hash, err := NewUploadToken()
+	require.NoError(t, err)
+	_, err = r.Add(Device{ID: "cam-1", Kind: KindCamera, Site: "s", Wearer: "Ann", UploadTokenSHA256: hash}, time.Now())
+	require.NoError(t, err)
+	_, err = r.Add(Device{ID: "btn-1", Kind: KindButton, Site: "s", Wearer: "Ann", UploadTokenSHA256: hash}, time.Now())
+	require.Error(t, err, "only cameras have upload tokens")
+
+	d, ok, err := r.CameraByToken(tok)
+	require.NoError(t, err)
+	require.True(t, ok)
+	assert.Equal(t, "cam-1", d.ID)
+	for _, bad := range []string{"", hash, tok + "x", "vcam_"} {
+		_, ok, err := r.CameraByToken(bad)
+		require.NoError(t, err)
+		assert.False(t, ok, "%q must not authenticate", bad)
+	}
+	b, err := os.ReadFile(r.Path())
+	require.NoError(t, err)
+	assert.NotContains(t, string(b), tok, "the token itself is never stored")
+}

@@ -1,0 +1,469 @@
+package ingest
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tus/tusd/v2/pkg/filestore"
+	"github.com/tus/tusd/v2/pkg/handler"
+	"github.com/tus/tusd/v2/pkg/memorylocker"
+	xslog "golang.org/x/exp/slog"
+)
+
+// Spooled is a complete clip on the state disk, durable (fsynced), with the
+// SHA-256 of the bytes as they arrived.
+type Spooled struct {
+	Meta
+	Path     string // the file; the sink takes it over (moves it) on Accept
+	Digest   string // lowercase hex SHA-256 computed while the bytes streamed in
+	Ingest   string // "tus" or "dock"
+	Received time.Time
+}
+
+// Sink receives clips: the evidence service.
+type Sink interface {
+	// Admit is asked before an upload starts: is the camera known, the clip
+	// new, and is there room for it? Errors: ErrDuplicate, ErrFull,
+	// ErrUnknownCamera, or any other (500).
+	Admit(ctx context.Context, m Meta) error
+	// Accept takes over a complete spooled clip: it enters the ledger, or,
+	// when the digest does not match the declared one, goes to quarantine
+	// (ErrMismatch). On success or ErrMismatch the file at s.Path is no longer
+	// the caller's.
+	Accept(ctx context.Context, s Spooled) error
+}
+
+// Errors a Sink returns, each with the HTTP status a camera sees.
+var (
+	ErrDuplicate     = errors.New("ingest: clip already received")                    // 409
+	ErrMismatch      = errors.New("ingest: sha256 of the received bytes does not match") // 460
+	ErrFull          = errors.New("ingest: spool is above its high-water mark")         // 507
+	ErrUnknownCamera = errors.New("ingest: camera is not registered")                 // 403
+)
+
+// StatusChecksumMismatch is the tus checksum extension's status for a body
+// whose digest is not the declared one.
+const StatusChecksumMismatch = 460
+
+// Authenticate says which camera made the request, from its credentials.
+type Authenticate func(r *http.Request) (camera string, ok bool)
+
+// TusConfig configures the tus endpoint.
+type TusConfig struct {
+	Dir      string // uploads in progress; on the state disk
+	BasePath string // e.g. /api/evidence/uploads/
+	MaxSize  int64  // largest clip accepted, bytes
+	Auth     Authenticate
+	Sink     Sink
+	// Expire removes unfinished uploads untouched for this long (default 7 days).
+	Expire time.Duration
+	Logger *slog.Logger
+	Now    func() time.Time
+}
+
+// Tus is the resumable upload endpoint (tus 1.0, tusd's handler) cameras
+// upload clips to. It streams each upload into a spool file, hashing as the
+// bytes arrive (the hash state survives restarts next to the file), fsyncs
+// every chunk before tus reports its offset, and on the last byte hands the
+// clip to the Sink.
+type Tus struct {
+	cfg     TusConfig
+	store   hashingStore
+	handler http.Handler // tusd's, under BasePath
+	log     *slog.Logger
+
+	mu        sync.Mutex
+	finishing map[string]bool // upload ids being handed to the sink
+}
+
+type cameraKey struct{}
+
+// NewTus builds the endpoint. Call Recover once before serving and
+// periodically after (Run does both).
+func NewTus(cfg TusConfig) (*Tus, error) {
+	if cfg.Auth == nil || cfg.Sink == nil {
+		return nil, errors.New("ingest: tus needs Auth and Sink")
+	}
+	if cfg.Expire == 0 {
+		cfg.Expire = 7 * 24 * time.Hour
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o750); err != nil {
+		return nil, fmt.Errorf("ingest: spool %s: %w", cfg.Dir, err)
+	}
+	fs := filestore.New(cfg.Dir)
+	fs.DirModePerm, fs.FileModePerm = 0o750, 0o640
+	t := &Tus{cfg: cfg, store: hashingStore{fs: fs, dir: cfg.Dir}, log: cfg.Logger.With("component", "tus"), finishing: map[string]bool{}}
+	composer := handler.NewStoreComposer()
+	composer.UseCore(t.store)
+	composer.UseLocker(memorylocker.New())
+	h, err := handler.NewHandler(handler.Config{
+		StoreComposer:             composer,
+		BasePath:                  cfg.BasePath,
+		MaxSize:                   cfg.MaxSize,
+		DisableDownload:           true, // footage leaves only through governed access
+		DisableTermination:        true, // a camera cannot delete what it sent
+		DisableConcatenation:      true,
+		Cors:                      &handler.CorsConfig{Disable: true},
+		PreUploadCreateCallback:   t.preCreate,
+		PreFinishResponseCallback: t.preFinish,
+		// tusd logs every request through its own slog; Vigil logs what matters itself.
+		Logger: xslog.New(xslog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("ingest: tus handler: %w", err)
+	}
+	// tusd routes on the path below its base path.
+	t.handler = http.StripPrefix(basePath(cfg.BasePath), h)
+	return t, nil
+}
+
+// ServeHTTP authenticates the camera, keeps it to its own uploads, and
+// passes the request to tusd.
+func (t *Tus) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	camera, ok := t.cfg.Auth(r)
+	if !ok {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="vigil camera upload"`)
+		http.Error(w, "camera credentials required: Authorization: Bearer <camera token>", http.StatusUnauthorized)
+		return
+	}
+	if id := strings.Trim(strings.TrimPrefix(r.URL.Path, basePath(t.cfg.BasePath)), "/"); id != "" && r.Method != http.MethodOptions {
+		// tusd ids are hex; anything else is not ours (and could be a path trick).
+		if !uploadIDRE(id) {
+			http.Error(w, "no such upload", http.StatusNotFound)
+			return
+		}
+		info, err := t.store.info(id)
+		if err == nil && info.MetaData["camera"] != camera {
+			// Another camera's upload: say nothing about it.
+			http.Error(w, "no such upload", http.StatusNotFound)
+			return
+		}
+	}
+	t.handler.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), cameraKey{}, camera)))
+}
+
+func uploadIDRE(id string) bool {
+	if id == "" || len(id) > 64 {
+		return false
+	}
+	for _, c := range id {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+func (t *Tus) preCreate(hook handler.HookEvent) (handler.HTTPResponse, handler.FileInfoChanges, error) {
+	camera, _ := hook.Context.Value(cameraKey{}).(string)
+	if hook.Upload.SizeIsDeferred {
+		return handler.HTTPResponse{}, handler.FileInfoChanges{}, handler.NewError("ERR_LENGTH_REQUIRED", "Upload-Length is required (a clip's size is known before it is sent)", http.StatusBadRequest)
+	}
+	m, err := ParseUploadMetadata(hook.Upload.MetaData, hook.Upload.Size)
+	if err != nil {
+		return handler.HTTPResponse{}, handler.FileInfoChanges{}, handler.NewError("ERR_METADATA", err.Error(), http.StatusBadRequest)
+	}
+	if m.Camera != camera {
+		return handler.HTTPResponse{}, handler.FileInfoChanges{}, handler.NewError("ERR_CAMERA", fmt.Sprintf("metadata camera %q is not the authenticated camera %q", m.Camera, camera), http.StatusForbidden)
+	}
+	if err := t.cfg.Sink.Admit(hook.Context, m); err != nil {
+		return handler.HTTPResponse{}, handler.FileInfoChanges{}, tusError(err)
+	}
+	return handler.HTTPResponse{}, handler.FileInfoChanges{}, nil
+}
+
+func (t *Tus) preFinish(hook handler.HookEvent) (handler.HTTPResponse, error) {
+	if err := t.finish(hook.Context, hook.Upload.ID); err != nil {
+		return handler.HTTPResponse{}, tusError(err)
+	}
+	return handler.HTTPResponse{}, nil
+}
+
+// tusError turns a sink error into the answer a camera gets.
+func tusError(err error) error {
+	switch {
+	case errors.Is(err, ErrDuplicate):
+		return handler.NewError("ERR_DUPLICATE", err.Error(), http.StatusConflict)
+	case errors.Is(err, ErrMismatch):
+		return handler.NewError("ERR_CHECKSUM_MISMATCH", err.Error(), StatusChecksumMismatch)
+	case errors.Is(err, ErrFull):
+		return handler.NewError("ERR_SPOOL_FULL", err.Error(), http.StatusInsufficientStorage)
+	case errors.Is(err, ErrUnknownCamera):
+		return handler.NewError("ERR_CAMERA", err.Error(), http.StatusForbidden)
+	}
+	var me *MetaError
+	if errors.As(err, &me) {
+		return handler.NewError("ERR_METADATA", err.Error(), http.StatusBadRequest)
+	}
+	return handler.NewError("ERR_INTERNAL", "the gateway could not store the clip; retry later", http.StatusInternalServerError)
+}
+
+// finish hands a complete upload to the sink, once even if the final PATCH
+// and a recovery sweep race for it.
+func (t *Tus) finish(ctx context.Context, id string) error {
+	t.mu.Lock()
+	if t.finishing[id] {
+		t.mu.Unlock()
+		return fmt.Errorf("ingest: upload %s is already being finished", id)
+	}
+	t.finishing[id] = true
+	t.mu.Unlock()
+	defer func() {
+		t.mu.Lock()
+		delete(t.finishing, id)
+		t.mu.Unlock()
+	}()
+
+	info, err := t.store.info(id)
+	if err != nil {
+		return err
+	}
+	m, err := ParseUploadMetadata(info.MetaData, info.Size)
+	if err != nil {
+		return err
+	}
+	digest, err := t.store.digest(id, info.Size)
+	if err != nil {
+		return fmt.Errorf("ingest: digest of upload %s: %w", id, err)
+	}
+	s := Spooled{Meta: m, Path: t.store.binPath(id), Digest: digest, Ingest: "tus", Received: t.cfg.Now().UTC()}
+	err = t.cfg.Sink.Accept(ctx, s)
+	switch {
+	case err == nil, errors.Is(err, ErrMismatch), errors.Is(err, ErrDuplicate):
+		// The sink has the file (or has refused it for good): forget the upload.
+		t.store.forget(id)
+	}
+	if err != nil {
+		return fmt.Errorf("ingest: %s/%s: %w", m.Camera, m.Clip, err)
+	}
+	return nil
+}
+
+// Recover finishes uploads whose last byte arrived but which never reached
+// the sink (the gateway stopped in between, or the sink failed), and removes
+// unfinished uploads nobody has touched for cfg.Expire.
+func (t *Tus) Recover(ctx context.Context) {
+	entries, err := os.ReadDir(t.cfg.Dir)
+	if err != nil {
+		t.log.Error("upload spool unreadable", "dir", t.cfg.Dir, "err", err)
+		return
+	}
+	for _, e := range entries {
+		id, ok := strings.CutSuffix(e.Name(), ".info")
+		if !ok || !uploadIDRE(id) {
+			continue
+		}
+		info, err := t.store.info(id)
+		if err != nil {
+			continue
+		}
+		if info.Offset == info.Size {
+			if err := t.finish(ctx, id); err != nil {
+				t.log.Warn("could not finish a complete upload", "upload", id, "err", err)
+			}
+			continue
+		}
+		if fi, err := os.Stat(t.store.binPath(id)); err == nil && t.cfg.Now().Sub(fi.ModTime()) > t.cfg.Expire {
+			t.log.Info("removing an abandoned upload", "upload", id, "camera", info.MetaData["camera"], "clip", info.MetaData["clip"], "received", info.Offset, "of", info.Size)
+			t.store.forget(id)
+			os.Remove(t.store.binPath(id))
+		}
+	}
+}
+
+// Run recovers at start and then every interval until ctx ends.
+func (t *Tus) Run(ctx context.Context, every time.Duration) error {
+	t.Recover(ctx)
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+			t.Recover(ctx)
+		}
+	}
+}
+
+// hashingStore is tusd's file store with a SHA-256 computed as chunks are
+// written. The hash state is saved after every chunk next to the upload
+// (<id>.sha256), so a resumed upload continues the same hash; if the state
+// is missing or behind (a crash between the data and the state), the file is
+// re-read once at the end instead.
+type hashingStore struct {
+	fs  filestore.FileStore
+	dir string
+}
+
+type hashState struct {
+	Offset int64  `json:"offset"`
+	State  []byte `json:"state"`
+}
+
+func (s hashingStore) binPath(id string) string   { return filepath.Join(s.dir, id) }
+func (s hashingStore) statePath(id string) string { return filepath.Join(s.dir, id+".sha256") }
+
+func (s hashingStore) info(id string) (handler.FileInfo, error) {
+	up, err := s.fs.GetUpload(context.Background(), id)
+	if err != nil {
+		return handler.FileInfo{}, err
+	}
+	return up.GetInfo(context.Background())
+}
+
+// forget removes the upload's bookkeeping (the data file is the sink's now).
+func (s hashingStore) forget(id string) {
+	os.Remove(filepath.Join(s.dir, id+".info"))
+	os.Remove(s.statePath(id))
+}
+
+func (s hashingStore) NewUpload(ctx context.Context, info handler.FileInfo) (handler.Upload, error) {
+	up, err := s.fs.NewUpload(ctx, info)
+	if err != nil {
+		return nil, err
+	}
+	inf, err := up.GetInfo(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.saveState(inf.ID, 0, sha256.New()); err != nil {
+		return nil, err
+	}
+	return &hashingUpload{Upload: up, s: s, id: inf.ID}, nil
+}
+
+func (s hashingStore) GetUpload(ctx context.Context, id string) (handler.Upload, error) {
+	up, err := s.fs.GetUpload(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return &hashingUpload{Upload: up, s: s, id: id}, nil
+}
+
+func (s hashingStore) loadState(id string, offset int64) hash.Hash {
+	b, err := os.ReadFile(s.statePath(id))
+	if err != nil {
+		return nil
+	}
+	var st hashState
+	if json.Unmarshal(b, &st) != nil || st.Offset != offset {
+		return nil
+	}
+	h := sha256.New()
+	if h.(encoding.BinaryUnmarshaler).UnmarshalBinary(st.State) != nil {
+		return nil
+	}
+	return h
+}
+
+func (s hashingStore) saveState(id string, offset int64, h hash.Hash) error {
+	st, err := h.(encoding.BinaryMarshaler).MarshalBinary()
+	if err != nil {
+		return err
+	}
+	b, _ := json.Marshal(hashState{Offset: offset, State: st})
+	// Not fsynced: after a crash a lost or stale state only costs one re-read.
+	return os.WriteFile(s.statePath(id), b, 0o640)
+}
+
+// digest is the SHA-256 of a complete upload of size bytes.
+func (s hashingStore) digest(id string, size int64) (string, error) {
+	if h := s.loadState(id, size); h != nil {
+		return hex.EncodeToString(h.Sum(nil)), nil
+	}
+	f, err := os.Open(s.binPath(id))
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return "", err
+	}
+	if n != size {
+		return "", fmt.Errorf("spool file holds %d bytes, the upload declared %d", n, size)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+type hashingUpload struct {
+	handler.Upload
+	s  hashingStore
+	id string
+}
+
+type countingTee struct {
+	r io.Reader
+	h hash.Hash
+	n int64
+}
+
+func (c *countingTee) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	if n > 0 {
+		if c.h != nil {
+			c.h.Write(p[:n])
+		}
+		c.n += int64(n)
+	}
+	return n, err
+}
+
+// WriteChunk appends the chunk, hashing it on the way, and fsyncs the file
+// before tus may report the new offset to the camera: an offset the camera
+// has seen must survive a power cut, or the camera would skip bytes.
+func (u *hashingUpload) WriteChunk(ctx context.Context, offset int64, src io.Reader) (int64, error) {
+	h := u.s.loadState(u.id, offset)
+	tee := &countingTee{r: src, h: h}
+	n, werr := u.Upload.WriteChunk(ctx, offset, tee)
+	if err := syncFile(u.s.binPath(u.id)); err != nil && werr == nil {
+		werr = err
+	}
+	if h != nil && tee.n == n {
+		if err := u.s.saveState(u.id, offset+n, h); err != nil {
+			os.Remove(u.s.statePath(u.id))
+		}
+	} else {
+		os.Remove(u.s.statePath(u.id)) // re-read at the end instead
+	}
+	return n, werr
+}
+
+func syncFile(path string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// basePath is p with one leading and one trailing slash, as tusd uses it.
+func basePath(p string) string {
+	return "/" + strings.Trim(p, "/") + "/"
+}
