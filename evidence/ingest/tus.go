@@ -249,9 +249,13 @@ func (t *Tus) finish(ctx context.Context, id string) error {
 	s := Spooled{Meta: m, Path: t.store.binPath(id), Digest: digest, Ingest: "tus", Received: t.cfg.Now().UTC()}
 	err = t.cfg.Sink.Accept(ctx, s)
 	switch {
-	case err == nil, errors.Is(err, ErrMismatch), errors.Is(err, ErrDuplicate):
-		// The sink has the file (or has refused it for good): forget the upload.
+	case err == nil, errors.Is(err, ErrMismatch):
+		// The sink has the file: forget the upload.
 		t.store.forget(id)
+	case errors.Is(err, ErrDuplicate):
+		// The gateway already holds this clip: this copy is not needed.
+		t.store.forget(id)
+		os.Remove(s.Path)
 	}
 	if err != nil {
 		return fmt.Errorf("ingest: %s/%s: %w", m.Camera, m.Clip, err)

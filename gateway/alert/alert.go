@@ -129,6 +129,9 @@ type Routes struct {
 	// Wearer is the device command route: "help is coming" to buttons,
 	// pre-alerts, "start recording" to cameras. "" for none.
 	Wearer string
+	// Evidence is the footage route: a P1 alert for a wearer with a paired
+	// camera makes that camera's footage evidential. "" for none.
+	Evidence string
 	// ByPriority lists the routes alerts of each priority go to. Missing
 	// priorities take the default: P1 to the primary ARC and every webhook,
 	// P2–P4 to every webhook (the supervisors), not the ARC.
@@ -358,7 +361,24 @@ func (e *Engine) raise(tx *bolt.Tx, a *Alert) error {
 		}
 		a.CameraCommanded = a.Camera
 	}
+	if err := e.evidence(tx, a, forward.EventEvidenceOpen, a.EventTime, now); err != nil {
+		return err
+	}
 	return putJSON(tx.Bucket(bucketAlerts), a.ID, *a)
+}
+
+// evidence queues, for a P1 alert with a paired camera, the message that
+// opens (at the event) or closes (at resolution) the window of footage the
+// alert makes evidential. Queued in the alert's own transaction, so the
+// footage is claimed even if the gateway stops a moment later.
+func (e *Engine) evidence(tx *bolt.Tx, a *Alert, event string, at, now time.Time) error {
+	if a.Priority != P1 || a.Camera == "" || e.routes.Evidence == "" {
+		return nil
+	}
+	m := a.message(forward.KindEvidence, a.Key+":"+event, a.Seq)
+	m.Event, m.Device, m.Time = event, a.Camera, at
+	_, err := outbox.Enqueue(tx, e.routes.Evidence, m, now)
+	return err
 }
 
 // cancel restores the device's newest open duress alert. The alert stays open:
@@ -492,7 +512,7 @@ func (e *Engine) Resolve(id, by, outcome, note string) (Alert, error) {
 	if !slices.Contains(Outcomes, outcome) {
 		return Alert{}, fmt.Errorf("%w: outcome %q is not one of %s", ErrInvalid, outcome, strings.Join(Outcomes, ", "))
 	}
-	return e.update(id, func(_ *bolt.Tx, a *Alert, now time.Time) error {
+	return e.update(id, func(tx *bolt.Tx, a *Alert, now time.Time) error {
 		if a.State == Resolved {
 			return fmt.Errorf("%w: %s is already resolved", ErrTransition, a.ID)
 		}
@@ -503,7 +523,7 @@ func (e *Engine) Resolve(id, by, outcome, note string) (Alert, error) {
 		if note != "" {
 			a.Notes = append(a.Notes, Note{At: now, By: by, Text: note})
 		}
-		return nil
+		return e.evidence(tx, a, forward.EventEvidenceClose, now, now)
 	})
 }
 

@@ -38,6 +38,7 @@ type rig struct {
 	arc     *recorder
 	hook    *recorder
 	wearer  *recorder
+	footage *recorder
 	now     time.Time
 	nurse   *registry.Device
 	pending []journal.Record
@@ -48,15 +49,15 @@ func newRig(t *testing.T) *rig {
 	db, err := bolt.Open(filepath.Join(t.TempDir(), "state.db"), 0o600, nil)
 	require.NoError(t, err)
 	t.Cleanup(func() { db.Close() })
-	r := &rig{db: db, arc: &recorder{}, hook: &recorder{}, wearer: &recorder{}, now: time.Date(2026, 11, 21, 10, 15, 31, 0, time.UTC),
+	r := &rig{db: db, arc: &recorder{}, hook: &recorder{}, wearer: &recorder{}, footage: &recorder{}, now: time.Date(2026, 11, 21, 10, 15, 31, 0, time.UTC),
 		nurse: &registry.Device{ID: "btn-1", Kind: registry.KindButton, Site: "leeds", Wearer: "Nurse A", Zone: 7, Camera: "cam-1"}}
 	clock := func() time.Time { return r.now }
-	r.eng, err = New(db, Routes{ARC: []string{"arc0"}, Webhooks: []string{"webhook0"}, Wearer: "wearer"}, Options{Now: clock})
+	r.eng, err = New(db, Routes{ARC: []string{"arc0"}, Webhooks: []string{"webhook0"}, Wearer: "wearer", Evidence: "evidence"}, Options{Now: clock})
 	require.NoError(t, err)
 	r.j, err = journal.New(db, journal.Options{Apply: r.eng.Apply})
 	require.NoError(t, err)
 	r.d, err = outbox.NewDispatcher(db, []outbox.Route{
-		{Name: "arc0", Sender: r.arc}, {Name: "webhook0", Sender: r.hook}, {Name: "wearer", Sender: r.wearer},
+		{Name: "arc0", Sender: r.arc}, {Name: "webhook0", Sender: r.hook}, {Name: "wearer", Sender: r.wearer}, {Name: "evidence", Sender: r.footage},
 	}, outbox.Hooks{Delivered: r.eng.Delivered}, outbox.Options{Now: clock})
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -104,7 +105,7 @@ func (r *rig) commands(cmd string) []forward.Message {
 func (r *rig) drain(t *testing.T) {
 	t.Helper()
 	for range 10 {
-		for _, route := range []string{"arc0", "webhook0", "wearer"} {
+		for _, route := range []string{"arc0", "webhook0", "wearer", "evidence"} {
 			r.d.Step(context.Background(), route)
 		}
 	}
@@ -123,8 +124,9 @@ func TestVerifiedDuressGoesToARCAndWebhookThenWearerHearsBack(t *testing.T) {
 	assert.Equal(t, P1, v.Priority)
 	assert.Equal(t, []string{"arc0", "webhook0"}, v.Routes)
 	assert.Equal(t, r.now, v.RaisedAt)
-	require.Len(t, v.Deliveries, 3)
+	require.Len(t, v.Deliveries, 4)
 	assert.Equal(t, "cam-1", v.CameraCommanded, "the paired camera is told at once")
+	assert.Equal(t, "evidence", v.Deliveries[3].Route, "the camera's footage is claimed as evidence at once")
 	assert.Equal(t, "wearer", v.Deliveries[2].Route)
 	assert.Equal(t, devices.CmdStartRecording, v.Deliveries[2].Msg.Event)
 	assert.Equal(t, "cam-1", v.Deliveries[2].Msg.Device)
@@ -287,4 +289,38 @@ func TestAcknowledgeConfirmsToWearerWhenNoReceiverDid(t *testing.T) {
 	require.NoError(t, err)
 	r.drain(t)
 	require.Len(t, r.commands(devices.CmdAlertReceived), 1)
+}
+
+func TestP1WithPairedCameraOpensAndClosesAnEvidenceWindow(t *testing.T) {
+	r := newRig(t)
+	r.submit(t, r.event(devices.TypeDuress, 5, true))
+	r.drain(t)
+	r.footage.mu.Lock()
+	require.Len(t, r.footage.msgs, 1)
+	open := r.footage.msgs[0]
+	r.footage.mu.Unlock()
+	assert.Equal(t, forward.KindEvidence, open.Kind)
+	assert.Equal(t, forward.EventEvidenceOpen, open.Event)
+	assert.Equal(t, "cam-1", open.Device)
+	assert.Equal(t, "btn-1.5", open.AlertID)
+	assert.Equal(t, r.now.Add(-time.Second), open.Time, "the window is anchored at the press")
+	v, err := r.eng.Get("btn-1.5")
+	require.NoError(t, err)
+	assert.False(t, v.DeliveredAt.IsZero())
+	assert.Equal(t, "arc0", v.DeliveredVia, "the footage route never counts as delivering the alarm")
+
+	r.now = r.now.Add(30 * time.Minute)
+	_, err = r.eng.Resolve("btn-1.5", "op", "genuine_police_attended", "")
+	require.NoError(t, err)
+	r.drain(t)
+	r.footage.mu.Lock()
+	defer r.footage.mu.Unlock()
+	require.Len(t, r.footage.msgs, 2)
+	assert.Equal(t, forward.EventEvidenceClose, r.footage.msgs[1].Event)
+	assert.Equal(t, r.now, r.footage.msgs[1].Time)
+
+	// An unregistered device has no paired camera: no footage is claimed.
+	r.submit(t, r.event(devices.TypeDuress, 6, false))
+	r.drain(t)
+	assert.Len(t, r.footage.msgs, 2)
 }

@@ -16,6 +16,16 @@ type Kind string
 const (
 	KindAlarm   Kind = "alarm"
 	KindRestore Kind = "restore"
+	// KindEvidence is not an alarm: it tells the evidence service that an
+	// alert needs a camera's footage (Event EventEvidenceOpen, from Time) or
+	// that the alert was resolved (EventEvidenceClose, at Time).
+	KindEvidence Kind = "evidence"
+)
+
+// Evidence message events.
+const (
+	EventEvidenceOpen  = "evidential_open"
+	EventEvidenceClose = "evidential_close"
 )
 
 // Location is a device's reported position.
