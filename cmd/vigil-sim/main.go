@@ -8,6 +8,7 @@
 //	vigil-sim fleet [flags]    many buttons with random presses and fault modes
 //	vigil-sim arc [flags]      a demo DC-09 alarm receiver that prints what it accepts
 //	vigil-sim serial [flags]   a radio receiver relaying pendants onto a serial line
+//	vigil-sim camera [flags]   a body-worn camera: records clips, announces them and uploads them with tus
 //
 // Run a subcommand with -h for its flags.
 package main
@@ -62,6 +63,8 @@ commands:
            and acknowledges every alarm
   serial   a radio receiver relaying pendants onto a serial line (or a pty it
            creates) in the serial frame protocol, with fault modes
+  camera   a simulated body-worn camera: records clips, announces them on MQTT
+           and uploads them to the gateway with tus, with fault modes
 
 Run "vigil-sim <command> -h" for the flags of a command.
 `
@@ -84,6 +87,8 @@ func runArgs(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = runARC(ctx, rest, stdout, stderr)
 	case "serial":
 		err = runSerial(ctx, rest, stdout, stderr)
+	case "camera":
+		err = runCamera(ctx, rest, stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usageText)
 		return exitOK

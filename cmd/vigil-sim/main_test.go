@@ -127,7 +127,7 @@ func TestUsageErrors(t *testing.T) {
 		want string
 	}{
 		{"no command", nil, exitUsage, "usage: vigil-sim <command>"},
-		{"unknown command", []string{"camera"}, exitUsage, `vigil-sim: unknown command "camera"`},
+		{"unknown command", []string{"drone"}, exitUsage, `vigil-sim: unknown command "drone"`},
 		{"unknown flag", []string{"button", "--frobnicate"}, exitUsage, "vigil-sim button: flag provided but not defined: -frobnicate (see vigil-sim button -h)\n"},
 		{"stray argument", []string{"fleet", "extra"}, exitUsage, `vigil-sim fleet: unexpected argument "extra"`},
 		{"bad device", []string{"button", "--device", "a b", "--duress"}, exitUsage, `vigil-sim button: device "a b" is not a valid id`},

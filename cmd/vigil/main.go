@@ -33,6 +33,12 @@ commands:
   token create --role operator|supervisor|admin --name NAME   an API token, printed once
   token list
   serial list             the serial ports found (USB VID:PID for serial.vidpid)
+  evidence init-bucket    create the object-locked bucket (or check an existing one has locking)
+  evidence pubkey         the ledger's public key, for whoever verifies checkpoints and packages
+  evidence ls [--camera C --from T --to T --incident ID]
+  evidence verify [--deep]   check ledger chains and checkpoints; --deep re-hashes every stored object
+  evidence status         upload backlog, oldest unuploaded clip, last checkpoint
+  (every evidence command also takes --s3 URL like vigil run)
   pki init [--name NAME]  create the site CA in STATE/pki, for brokers that authenticate clients by certificate
   pki issue ID [--kind device|gateway|server] [--host H]... [--days N] [--force]
 Run "vigil <command> -h" for the flags of a command.
@@ -59,6 +65,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = tokenCreate(args[2:], stdout, stderr)
 	case cmd == "token" && len(args) > 1 && args[1] == "list":
 		err = tokenList(args[2:], stdout, stderr)
+	case cmd == "evidence" && len(args) > 1:
+		err = evidenceCmd(args[1], args[2:], stdout, stderr)
 	case cmd == "serial" && len(args) > 1 && args[1] == "list":
 		err = serialList(args[2:], stdout, stderr)
 	case cmd == "-h" || cmd == "--help" || cmd == "help":
@@ -138,6 +146,7 @@ func runGateway(args []string, stderr io.Writer) error {
 	site := fs.String("site", "", "this gateway's site id (default demo)")
 	gatewayID := fs.String("gateway-id", "", "stable gateway id, used as the MQTT client id (default vigil-HOSTNAME)")
 	logLevel := fs.String("log-level", "", "debug, info, warn or error")
+	s3 := fs.String("s3", "", "object-locked evidence bucket as http(s)://host:port/bucket (credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY); default: a local directory under the state dir, not for production evidence")
 	cfg, err := c.parse(fs, args)
 	if err != nil {
 		return err
@@ -154,6 +163,7 @@ func runGateway(args []string, stderr io.Writer) error {
 	set(&cfg.Site, *site)
 	set(&cfg.GatewayID, *gatewayID)
 	set(&cfg.LogLevel, *logLevel)
+	set(&cfg.Evidence.S3, *s3)
 	if len(arcs) > 0 {
 		cfg.ARC = nil
 		for _, u := range arcs {

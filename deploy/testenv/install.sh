@@ -1,10 +1,21 @@
 #!/usr/bin/env bash
 # Installs what Vigil's integration tests need, idempotently: Mosquitto and
-# socat from Debian packages, and the independent DC-09 receiver used for the
+# socat from Debian packages, the independent DC-09 receiver used for the
 # interoperability test (npm package iobroker.sia, pinned) under a cache
-# directory. Anything already present is skipped, so a second run costs
-# nothing. Prints where things are as shell assignments on stdout's last lines.
+# directory, and the MinIO server for the object-store tests (built with go
+# install at a pinned version). With --bench it also installs the MinIO client
+# mc, the peer for upload benchmarks. Anything already present is skipped, so
+# a second run costs nothing. Prints where things are as shell assignments on
+# stdout's last lines.
 set -euo pipefail
+
+bench=false
+for arg in "$@"; do
+  case "$arg" in
+    --bench) bench=true ;;
+    *) echo "usage: $0 [--bench]" >&2; exit 2 ;;
+  esac
+done
 
 cache="${VIGIL_TESTENV_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/vigil-testenv}"
 mkdir -p "$cache"
@@ -35,4 +46,49 @@ if command -v npm >/dev/null 2>&1 && command -v node >/dev/null 2>&1; then
 else
   echo "testenv: node/npm not found; the DC-09 interop test will be skipped" >&2
 fi
+
+# MinIO server (and, for benchmarks, the mc client), built from source: MinIO
+# publishes no semver tags and the module proxy refuses its RELEASE.* names,
+# so the pins are pseudo-versions. A cold MinIO build takes ~5 min and ~1.5 GB
+# of RAM, so the binaries live in $(go env GOPATH)/bin, where a later run finds
+# them; a stamp file per tool records the pin that built it, so changing a pin
+# here rebuilds.
+minio_version="v0.0.0-20260212201848-7aac2a2c5b7c"
+mc_version="v0.0.0-20250313080218-cf909e1063a9"
+gobin="$(go env GOPATH | cut -d: -f1)/bin"
+
+# go_tool NAME MODULE VERSION: installs MODULE@VERSION as $gobin/NAME unless
+# that version is already there.
+go_tool() {
+  local name="$1" module="$2" version="$3"
+  local bin="$gobin/$name" stamp="$cache/$name.version" have=""
+  if [ -x "$bin" ]; then
+    if [ -f "$stamp" ] && [ ! "$bin" -nt "$stamp" ]; then
+      have="$(cat "$stamp")"
+    else
+      # Built before stamps were kept, or replaced by hand since: the
+      # binary knows its module version.
+      have="$(go version -m "$bin" 2>/dev/null | awk -v m="$module" '$1 == "mod" && $2 == m { print $3 }' || true)"
+    fi
+  fi
+  if [ "$have" != "$version" ]; then
+    echo "testenv: building $name $version with go install (minutes when cold)" >&2
+    # A GOOS/GOARCH exported for cross builds must not apply here: the tool
+    # runs on this machine (and go install refuses GOBIN for cross builds).
+    env -u GOOS -u GOARCH GOBIN="$gobin" go install "$module@$version" >&2
+  fi
+  if [ "$have" != "$version" ] || [ ! -f "$stamp" ] || [ "$bin" -nt "$stamp" ]; then
+    echo "$version" > "$stamp"
+  fi
+}
+
+go_tool minio github.com/minio/minio "$minio_version"
+if $bench; then
+  go_tool mc github.com/minio/mc "$mc_version"
+fi
+
 echo "VIGIL_SIA_DIR=$sia_dir"
+echo "VIGIL_MINIO=$gobin/minio"
+if $bench; then
+  echo "VIGIL_MC=$gobin/mc"
+fi

@@ -49,10 +49,10 @@ type Sink interface {
 
 // Errors a Sink returns, each with the HTTP status a camera sees.
 var (
-	ErrDuplicate     = errors.New("ingest: clip already received")                    // 409
+	ErrDuplicate     = errors.New("ingest: clip already received")                       // 409
 	ErrMismatch      = errors.New("ingest: sha256 of the received bytes does not match") // 460
-	ErrFull          = errors.New("ingest: spool is above its high-water mark")         // 507
-	ErrUnknownCamera = errors.New("ingest: camera is not registered")                 // 403
+	ErrFull          = errors.New("ingest: spool is above its high-water mark")          // 507
+	ErrUnknownCamera = errors.New("ingest: camera is not registered")                    // 403
 )
 
 // StatusChecksumMismatch is the tus checksum extension's status for a body

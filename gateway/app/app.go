@@ -28,9 +28,12 @@ import (
 	"github.com/vigil-gw/vigil/devices/mqtt"
 	"github.com/vigil-gw/vigil/devices/registry"
 	"github.com/vigil-gw/vigil/devices/serial"
+	"github.com/vigil-gw/vigil/evidence"
+	"github.com/vigil-gw/vigil/evidence/ingest"
 	"github.com/vigil-gw/vigil/gateway/alert"
 	"github.com/vigil-gw/vigil/gateway/broker"
 	"github.com/vigil-gw/vigil/gateway/forward/dc09"
+	"github.com/vigil-gw/vigil/gateway/forward/footage"
 	"github.com/vigil-gw/vigil/gateway/forward/wearer"
 	"github.com/vigil-gw/vigil/gateway/forward/webhook"
 	"github.com/vigil-gw/vigil/gateway/internal/ratelog"
@@ -84,6 +87,10 @@ type App struct {
 	http     *http.Server
 	httpLn   net.Listener
 	limiter  *ratelog.Limiter
+	evidence *evidence.Service
+	tus      *ingest.Tus
+	dock     *ingest.Dock
+	announce chan devices.Event // clip_ready events for the evidence service
 }
 
 // New opens the state directory and builds every component. Nothing runs
@@ -117,7 +124,7 @@ func New(cfg Config, log *slog.Logger) (_ *App, err error) {
 	}()
 	a.metrics = newMetrics()
 
-	routes := alert.Routes{Wearer: wearerRoute}
+	routes := alert.Routes{Wearer: wearerRoute, Evidence: evidenceRoute}
 	var oroutes []outbox.Route
 	for i, ac := range cfg.ARC {
 		dcfg, err := dc09.ParseURL(ac.URL)
@@ -206,6 +213,12 @@ func New(cfg Config, log *slog.Logger) (_ *App, err error) {
 		return nil, err
 	}
 	oroutes = append(oroutes, outbox.Route{Name: wearerRoute, Sender: wearer.New(a.mqtt)})
+	// The footage route needs the evidence service; its alerts go through the
+	// engine (made above) and wake the outbox (made below, before anything runs).
+	if err := a.openEvidence(); err != nil {
+		return nil, err
+	}
+	oroutes = append(oroutes, outbox.Route{Name: evidenceRoute, Sender: footage.New(a.evidence)})
 	for i, sc := range cfg.Serial {
 		name := sc.Path
 		if name == "" {
@@ -234,6 +247,7 @@ func New(cfg Config, log *slog.Logger) (_ *App, err error) {
 		return nil, err
 	}
 	a.metrics.register(a)
+	a.metrics.reg.MustRegister(evidenceCollector{a})
 
 	if a.httpLn, err = net.Listen("tcp", cfg.HTTP); err != nil {
 		return nil, fmt.Errorf("http: listen %s: %w", cfg.HTTP, err)
@@ -305,6 +319,7 @@ func (a *App) Run(ctx context.Context) error {
 	if a.broker != nil {
 		g.Go(func() error { return a.broker.Run(gctx) })
 	}
+	a.runEvidence(gctx, g)
 	g.Go(func() error { return a.mqtt.Run(gctx) })
 	g.Go(func() error {
 		err := a.http.Serve(a.httpLn)
@@ -337,6 +352,9 @@ func (a *App) Close() {
 	}
 	if a.db != nil {
 		a.db.Close()
+	}
+	if a.evidence != nil {
+		a.evidence.Close()
 	}
 }
 
@@ -373,6 +391,7 @@ func (a *App) ingest(d devices.Delivery) {
 		switch o {
 		case journal.Appended:
 			a.metrics.eventsIn.WithLabelValues(string(ev.Type), d.Source).Inc()
+			a.cameraEvent(ev)
 		case journal.Duplicate:
 			a.metrics.duplicates.Inc()
 		case journal.Conflict:

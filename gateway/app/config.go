@@ -17,6 +17,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/vigil-gw/vigil/devices"
+	"github.com/vigil-gw/vigil/evidence/objstore"
 )
 
 // Config is everything `vigil run` can be told. Every key is documented in
@@ -36,6 +37,31 @@ type Config struct {
 	Serial    []SerialConfig `yaml:"serial"`
 	Alerts    AlertsConfig   `yaml:"alerts"`
 	Outbox    OutboxConfig   `yaml:"outbox"`
+	Evidence  EvidenceConfig `yaml:"evidence"`
+}
+
+// EvidenceConfig configures the footage path: ingest, ledger, object store.
+type EvidenceConfig struct {
+	// S3 is the object-locked bucket as a URL with the bucket as its path,
+	// e.g. https://s3.example.org/vigil-evidence. Empty keeps footage in a
+	// local directory under the state directory (not for production
+	// evidence). Credentials come from AWS_ACCESS_KEY_ID and
+	// AWS_SECRET_ACCESS_KEY or credentials_file, never from the URL.
+	S3                 string        `yaml:"s3"`
+	CredentialsFile    string        `yaml:"credentials_file"` // AWS-style credentials file ([default] aws_access_key_id = …)
+	CAFile             string        `yaml:"ca_file"`          // CA for an https store with a private certificate
+	Region             string        `yaml:"region"`
+	PartSizeMiB        int           `yaml:"part_size_mib"`       // multipart part size (16); memory per upload is one part
+	UploadRateKBps     int           `yaml:"upload_rate_kbps"`    // upload bandwidth limit in kB/s (0: unlimited)
+	MaxClipMiB         int           `yaml:"max_clip_mib"`        // largest clip accepted (16384)
+	HighWater          float64       `yaml:"high_water"`          // state disk fraction in use above which non-evidential clips are refused (0.9)
+	DockDir            string        `yaml:"dock_dir"`            // a dock's directory of clips and sidecars ("" for none)
+	NonEvidentialDays  int           `yaml:"non_evidential_days"` // retention after capture (31)
+	EvidentialDays     int           `yaml:"evidential_days"`     // retention after capture for evidential footage (2190), with a legal hold
+	PreEvent           time.Duration `yaml:"pre_event"`           // footage before an alert that becomes evidential (2m)
+	PostEvent          time.Duration `yaml:"post_event"`          // footage after its resolution (10m)
+	CheckpointEvery    int           `yaml:"checkpoint_every"`    // ledger entries between signed checkpoints (100)
+	CheckpointInterval time.Duration `yaml:"checkpoint_interval"` // at most this long between checkpoints (10m)
 }
 
 // BrokerConfig configures the embedded broker, used when MQTT.URL is empty.
@@ -126,6 +152,8 @@ func DefaultConfig() Config {
 			BatteryGroup: 15 * time.Minute,
 			Routing:      map[string][]string{"p1": {"arc", "webhooks"}, "p2": {"webhooks"}, "p3": {"webhooks"}, "p4": {"webhooks"}}},
 		Outbox: OutboxConfig{BackoffBase: 250 * time.Millisecond, BackoffMax: 15 * time.Second},
+		Evidence: EvidenceConfig{PartSizeMiB: 16, MaxClipMiB: 16 << 10, HighWater: 0.9, NonEvidentialDays: 31, EvidentialDays: 6 * 365,
+			PreEvent: 2 * time.Minute, PostEvent: 10 * time.Minute, CheckpointEvery: 100, CheckpointInterval: 10 * time.Minute},
 	}
 }
 
@@ -167,6 +195,9 @@ func LoadConfig(path string) (Config, error) {
 	for i := range cfg.Serial {
 		rel(&cfg.Serial[i].Path)
 	}
+	rel(&cfg.Evidence.CredentialsFile)
+	rel(&cfg.Evidence.CAFile)
+	rel(&cfg.Evidence.DockDir)
 	return cfg, nil
 }
 
@@ -222,6 +253,20 @@ func (c Config) Validate() error {
 	}
 	if _, err := c.routing(); err != nil {
 		bad("alerts.routing: %v", err)
+	}
+	if e := c.Evidence; e.S3 != "" {
+		if _, err := objstore.ParseS3URL(e.S3); err != nil {
+			bad("evidence.s3: %v", err)
+		}
+	}
+	if e := c.Evidence; e.PartSizeMiB < 5 || e.PartSizeMiB > 1024 || e.MaxClipMiB < 1 || e.UploadRateKBps < 0 {
+		bad("evidence: part_size_mib must be 5-1024 (S3's minimum part is 5 MiB), max_clip_mib at least 1, upload_rate_kbps not negative")
+	}
+	if e := c.Evidence; e.HighWater <= 0 || e.HighWater > 1 || e.NonEvidentialDays < 1 || e.EvidentialDays < e.NonEvidentialDays {
+		bad("evidence: high_water must be in (0, 1], non_evidential_days at least 1, evidential_days at least non_evidential_days")
+	}
+	if e := c.Evidence; e.PreEvent < 0 || e.PostEvent < 0 || e.CheckpointEvery < 1 || e.CheckpointInterval <= 0 {
+		bad("evidence: pre_event and post_event must not be negative, checkpoint_every at least 1, checkpoint_interval positive")
 	}
 	if _, err := ParseLevel(c.LogLevel); err != nil {
 		bad("log_level: %v", err)

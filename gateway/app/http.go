@@ -34,6 +34,10 @@ func (a *App) routes() http.Handler {
 	mux.HandleFunc("GET /api/devices", a.guard(access.ReadDevices, a.listDevices))
 	mux.HandleFunc("GET /api/quarantine", a.guard(access.ReadRejected, a.listQuarantine))
 	mux.HandleFunc("GET /api/routes", a.guard(access.ReadRoutes, a.listRoutes))
+	mux.HandleFunc("GET /api/evidence/status", a.guard(access.ReadEvidenceStatus, a.evidenceStatus))
+	// Cameras authenticate with their own upload tokens, not API tokens.
+	// tusd bounds each upload by its declared length and evidence.max_clip_mib.
+	mux.Handle(UploadPath, a.tus)
 	return mux
 }
 

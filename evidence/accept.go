@@ -1,0 +1,232 @@
+package evidence
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/vigil-gw/vigil/evidence/ingest"
+	"github.com/vigil-gw/vigil/evidence/ledger"
+)
+
+// Admit is asked before a clip's bytes are stored (ingest.Sink).
+func (s *Service) Admit(ctx context.Context, m ingest.Meta) error {
+	cam, ok := s.cfg.Cameras.Camera(m.Camera)
+	if !ok {
+		return fmt.Errorf("%w: %s", ingest.ErrUnknownCamera, m.Camera)
+	}
+	if m.Size > s.cfg.MaxClipSize {
+		return &ingest.MetaError{Field: "size", Problem: fmt.Sprintf("%d bytes is more than the %d a clip may be", m.Size, s.cfg.MaxClipSize)}
+	}
+	var n int
+	if err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM clips WHERE camera=? AND clip=?`, m.Camera, m.Clip).Scan(&n); err != nil {
+		return fmt.Errorf("evidence: admit: %w", err)
+	}
+	if n > 0 {
+		return fmt.Errorf("%w: %s/%s", ingest.ErrDuplicate, m.Camera, m.Clip)
+	}
+	used, err := diskUsed(s.dir)
+	if err != nil {
+		s.log.Warn("cannot read the state disk's usage", "err", err)
+		return nil
+	}
+	if used < s.cfg.HighWater {
+		return nil
+	}
+	// Above the high-water mark only footage an incident needs gets in.
+	evidential, _, err := s.windowsFor(ctx, m.Camera, m.Start, m.End)
+	if err != nil {
+		return err
+	}
+	if evidential {
+		return nil
+	}
+	s.alert("highwater", "evidence_spool_full", cam.Site, fmt.Sprintf(
+		"the state disk is %.0f%% full (high-water mark %.0f%%): new non-evidential clips are refused until uploads free space; evidential clips are still accepted", used*100, s.cfg.HighWater*100))
+	return fmt.Errorf("%w: disk %.0f%% used", ingest.ErrFull, used*100)
+}
+
+// diskUsed is the fraction of the filesystem holding dir that is in use.
+func diskUsed(dir string) (float64, error) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		return 0, err
+	}
+	if st.Blocks == 0 {
+		return 0, nil
+	}
+	return 1 - float64(st.Bavail)/float64(st.Blocks), nil
+}
+
+// Accept enters a complete spooled clip (ingest.Sink): a clip whose bytes do
+// not match the declared digest goes to quarantine with an alert and never
+// into the ledger; otherwise the clip is appended to the ledger, queued for
+// upload, and moved into the clip spool.
+//
+// The order makes a crash at any point recoverable: the ledger entry is
+// committed first (while the file is still where ingest left it, so ingest
+// hands it over again after a restart), then the clip's row, then the file
+// is moved. Accept on a clip already in the ledger with the same digest
+// finishes whatever steps are missing.
+func (s *Service) Accept(ctx context.Context, sp ingest.Spooled) error {
+	cam, ok := s.cfg.Cameras.Camera(sp.Camera)
+	if !ok {
+		return fmt.Errorf("%w: %s", ingest.ErrUnknownCamera, sp.Camera)
+	}
+	if sp.Digest != sp.SHA256 {
+		return s.quarantine(ctx, cam, sp)
+	}
+	var n int
+	if err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM clips WHERE camera=? AND clip=?`, sp.Camera, sp.Clip).Scan(&n); err != nil {
+		return fmt.Errorf("evidence: accept: %w", err)
+	}
+	if n > 0 {
+		return fmt.Errorf("%w: %s/%s", ingest.ErrDuplicate, sp.Camera, sp.Clip)
+	}
+	e, err := s.ledger.Append(ctx, ledger.Clip{Camera: sp.Camera, Clip: sp.Clip, Wearer: cam.Wearer, Site: cam.Site,
+		Start: sp.Start, End: sp.End, Size: sp.Size, SHA256: sp.Digest, Received: sp.Received, Ingest: sp.Ingest})
+	if errors.Is(err, ledger.ErrDuplicate) {
+		if e.SHA256 != sp.Digest {
+			// The same clip id with other bytes: keep them apart, never replace.
+			return s.quarantine(ctx, cam, sp)
+		}
+		err = nil // a crash after the ledger commit: finish the job
+	}
+	if err != nil {
+		return fmt.Errorf("evidence: accept %s/%s: %w", sp.Camera, sp.Clip, err)
+	}
+	dst := filepath.Join(s.dir, clipsDir, sp.Camera+"_"+sp.Clip)
+	evidential, incidents, err := s.windowsFor(ctx, sp.Camera, e.Start, e.End)
+	if err != nil {
+		return err
+	}
+	category, retain, hold := NonEvidential, e.Start.Add(s.cfg.NonEvidential), false
+	if evidential {
+		category, retain, hold = Evidential, e.Start.Add(s.cfg.Evidential), true
+	}
+	now := s.cfg.Now()
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("evidence: accept: %w", err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `INSERT INTO clips(camera, clip, idx, site, wearer, start_ms, end_ms, size, sha256, ingest, received_ms,
+		object_key, spool_path, state, category, retain_until_ms, legal_hold) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+		e.Camera, e.Clip.Clip, e.Index, e.Site, e.Wearer, ms(e.Start), ms(e.End), e.Size, e.SHA256, e.Ingest, ms(e.Received),
+		ObjectKey(e.Site, e.Camera, e.Clip.Clip, e.Start), dst, stateQueued, category, ms(retain), b2i(hold)); err != nil {
+		return fmt.Errorf("evidence: accept %s/%s: %w", sp.Camera, sp.Clip, err)
+	}
+	if err := custody(ctx, tx, e.Camera, e.Clip.Clip, e.Received, "received", fmt.Sprintf("%s upload of %d bytes, sha256 %s computed on receipt matches the camera's", e.Ingest, e.Size, e.SHA256)); err != nil {
+		return err
+	}
+	if err := custody(ctx, tx, e.Camera, e.Clip.Clip, now, "ledgered", fmt.Sprintf("ledger entry %d, entry hash %s", e.Index, e.Hash)); err != nil {
+		return err
+	}
+	for _, inc := range incidents {
+		if err := s.link(ctx, tx, e.Camera, e.Clip.Clip, inc, now); err != nil {
+			return err
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM announced WHERE camera=? AND clip=?`, e.Camera, e.Clip.Clip); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("evidence: accept %s/%s: %w", sp.Camera, sp.Clip, err)
+	}
+	if err := moveDurably(sp.Path, dst); err != nil {
+		// The row points at dst; reconcile finds the file at its old place
+		// only if ingest still has it, so say loudly that it is stuck.
+		return fmt.Errorf("evidence: accept %s/%s: move into the spool: %w", sp.Camera, sp.Clip, err)
+	}
+	s.log.Info("clip accepted", "camera", e.Camera, "clip", e.Clip.Clip, "bytes", e.Size, "index", e.Index, "category", category, "ingest", e.Ingest)
+	s.maybeCheckpoint(ctx, false)
+	s.Wake()
+	return nil
+}
+
+// quarantine keeps a clip whose bytes are not what the camera declared,
+// apart from the evidence, and raises an alert: either the camera is faulty
+// or the footage was changed on its way.
+func (s *Service) quarantine(ctx context.Context, cam Camera, sp ingest.Spooled) error {
+	now := s.cfg.Now()
+	dst := filepath.Join(s.dir, quarDir, fmt.Sprintf("%s_%s_%d", sp.Camera, sp.Clip, now.UnixNano()))
+	if err := moveDurably(sp.Path, dst); err != nil {
+		return fmt.Errorf("evidence: quarantine %s/%s: %w", sp.Camera, sp.Clip, err)
+	}
+	if _, err := s.db.ExecContext(ctx, `INSERT INTO quarantine(camera, clip, declared, actual, size, path, at_ms) VALUES(?,?,?,?,?,?,?)`,
+		sp.Camera, sp.Clip, sp.SHA256, sp.Digest, sp.Size, dst, ms(now)); err != nil {
+		return fmt.Errorf("evidence: quarantine %s/%s: %w", sp.Camera, sp.Clip, err)
+	}
+	s.alert("mismatch:"+sp.Camera+"/"+sp.Clip, "clip_digest_mismatch", cam.Site, fmt.Sprintf(
+		"clip %s from camera %s (%s) arrived with sha256 %s but the camera declared %s: kept in quarantine, not entered as evidence",
+		sp.Clip, sp.Camera, cam.Wearer, sp.Digest, sp.SHA256))
+	return fmt.Errorf("%w: %s/%s declared %s, received %s", ingest.ErrMismatch, sp.Camera, sp.Clip, sp.SHA256, sp.Digest)
+}
+
+// Announce records a camera's clip_ready, so a clip that was recorded but
+// never arrives shows in the status.
+func (s *Service) Announce(ctx context.Context, camera, clip, sha256 string, size int64, start, end time.Time) error {
+	_, err := s.db.ExecContext(ctx, `INSERT INTO announced(camera, clip, sha256, size, start_ms, end_ms, at_ms)
+		SELECT ?,?,?,?,?,?,? WHERE NOT EXISTS (SELECT 1 FROM clips WHERE camera=? AND clip=?)
+		ON CONFLICT(camera, clip) DO NOTHING`, camera, clip, sha256, size, ms(start), ms(end), ms(s.cfg.Now()), camera, clip)
+	if err != nil {
+		return fmt.Errorf("evidence: announce %s/%s: %w", camera, clip, err)
+	}
+	return nil
+}
+
+// reconcile repairs what a crash can leave half done: ledger entries
+// without a clip row are found again when ingest re-delivers them, so here
+// only spool files that no row points at are reported.
+func (s *Service) reconcile(ctx context.Context) error {
+	rows, err := s.db.QueryContext(ctx, `SELECT camera, clip, spool_path FROM clips WHERE state=?`, stateQueued)
+	if err != nil {
+		return fmt.Errorf("evidence: reconcile: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var camera, clip, path string
+		if err := rows.Scan(&camera, &clip, &path); err != nil {
+			return err
+		}
+		if _, err := os.Stat(path); err != nil {
+			s.log.Error("a queued clip's local copy is missing", "camera", camera, "clip", clip, "path", path, "err", err)
+		}
+	}
+	return rows.Err()
+}
+
+// moveDurably renames a file and fsyncs the destination directory so the
+// move survives a power cut. Both paths are on the state disk.
+func moveDurably(src, dst string) error {
+	if err := os.Rename(src, dst); err != nil {
+		return err
+	}
+	d, err := os.Open(filepath.Dir(dst))
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+const (
+	stateQueued   = "queued"
+	stateUploaded = "uploaded"
+)
+
+// ObjectKey is where a clip is stored: by site, camera and capture date.
+func ObjectKey(site, camera, clip string, start time.Time) string {
+	return fmt.Sprintf("clips/%s/%s/%s/%s", site, camera, start.UTC().Format("2006/01/02"), clip)
+}

@@ -1,0 +1,136 @@
+package evidence
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"math"
+	"time"
+)
+
+// MarkEvidential makes a camera's footage evidential for an incident: every
+// clip overlapping [from, to] — those already stored (their retention is
+// extended and a legal hold set on the stored object) and those still to
+// arrive — is kept as evidence and linked to the incident. A zero to leaves
+// the window open until CloseWindow. Calling it again is harmless.
+func (s *Service) MarkEvidential(ctx context.Context, incident, camera string, from, to time.Time) error {
+	if incident == "" || camera == "" {
+		return fmt.Errorf("evidence: mark evidential: incident and camera are required")
+	}
+	var toMS any
+	if !to.IsZero() {
+		toMS = ms(to)
+	}
+	if _, err := s.db.ExecContext(ctx, `INSERT INTO windows(incident, camera, from_ms, to_ms, created_ms) VALUES(?,?,?,?,?)
+		ON CONFLICT(incident, camera) DO UPDATE SET from_ms=min(from_ms, excluded.from_ms)`,
+		incident, camera, ms(from), toMS, ms(s.cfg.Now())); err != nil {
+		return fmt.Errorf("evidence: mark evidential %s %s: %w", incident, camera, err)
+	}
+	return s.applyWindow(ctx, incident, camera)
+}
+
+// CloseWindow ends an incident's open window at to (the alert's resolution
+// plus the post-event margin, which the caller adds through PostEvent).
+func (s *Service) CloseWindow(ctx context.Context, incident, camera string, resolved time.Time) error {
+	to := resolved.Add(s.cfg.PostEvent)
+	if _, err := s.db.ExecContext(ctx, `UPDATE windows SET to_ms=? WHERE incident=? AND camera=? AND (to_ms IS NULL OR to_ms < ?)`,
+		ms(to), incident, camera, ms(to)); err != nil {
+		return fmt.Errorf("evidence: close window %s %s: %w", incident, camera, err)
+	}
+	return s.applyWindow(ctx, incident, camera)
+}
+
+// PreEvent is how far before an alert footage becomes evidential.
+func (s *Service) PreEvent() time.Duration { return s.cfg.PreEvent }
+
+// applyWindow marks the clips already received inside a window.
+func (s *Service) applyWindow(ctx context.Context, incident, camera string) error {
+	var from int64
+	var to sql.NullInt64
+	if err := s.db.QueryRowContext(ctx, `SELECT from_ms, to_ms FROM windows WHERE incident=? AND camera=?`, incident, camera).Scan(&from, &to); err != nil {
+		return fmt.Errorf("evidence: window %s %s: %w", incident, camera, err)
+	}
+	end := int64(math.MaxInt64)
+	if to.Valid {
+		end = to.Int64
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	rows, err := tx.QueryContext(ctx, `SELECT clip, start_ms FROM clips WHERE camera=? AND end_ms >= ? AND start_ms <= ?`, camera, from, end)
+	if err != nil {
+		return err
+	}
+	type hit struct {
+		clip  string
+		start int64
+	}
+	var hits []hit
+	for rows.Next() {
+		var h hit
+		if err := rows.Scan(&h.clip, &h.start); err != nil {
+			rows.Close()
+			return err
+		}
+		hits = append(hits, h)
+	}
+	rows.Close()
+	now := s.cfg.Now()
+	for _, h := range hits {
+		retain := ms(fromMS(h.start).Add(s.cfg.Evidential))
+		res, err := tx.ExecContext(ctx, `UPDATE clips SET category=?, legal_hold=1, retain_until_ms=max(retain_until_ms, ?)
+			WHERE camera=? AND clip=? AND (category!=? OR legal_hold=0 OR retain_until_ms<?)`,
+			Evidential, retain, camera, h.clip, Evidential, retain)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n > 0 {
+			if err := custody(ctx, tx, camera, h.clip, now, "evidential", fmt.Sprintf("made evidential for incident %s: legal hold, retention until %s", incident, fromMS(retain).Format(time.RFC3339))); err != nil {
+				return err
+			}
+		}
+		if err := s.link(ctx, tx, camera, h.clip, incident, now); err != nil {
+			return err
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return err
+	}
+	if len(hits) > 0 {
+		s.log.Info("footage made evidential", "incident", incident, "camera", camera, "clips", len(hits))
+		s.Wake() // the uploader applies holds to stored objects
+	}
+	return nil
+}
+
+// link records that a clip belongs to an incident.
+func (s *Service) link(ctx context.Context, q execer, camera, clip, incident string, now time.Time) error {
+	_, err := q.ExecContext(ctx, `INSERT INTO clip_incidents(camera, clip, incident, linked_ms) VALUES(?,?,?,?) ON CONFLICT DO NOTHING`,
+		camera, clip, incident, ms(now))
+	if err != nil {
+		return fmt.Errorf("evidence: link %s/%s to %s: %w", camera, clip, incident, err)
+	}
+	return nil
+}
+
+// windowsFor reports whether footage of camera over [start, end] falls in an
+// incident's window, and which incidents.
+func (s *Service) windowsFor(ctx context.Context, camera string, start, end time.Time) (bool, []string, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT incident FROM windows WHERE camera=? AND from_ms <= ? AND (to_ms IS NULL OR to_ms >= ?) ORDER BY incident`,
+		camera, ms(end), ms(start))
+	if err != nil {
+		return false, nil, fmt.Errorf("evidence: windows: %w", err)
+	}
+	defer rows.Close()
+	var incs []string
+	for rows.Next() {
+		var i string
+		if err := rows.Scan(&i); err != nil {
+			return false, nil, err
+		}
+		incs = append(incs, i)
+	}
+	return len(incs) > 0, incs, rows.Err()
+}
