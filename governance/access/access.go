@@ -52,11 +52,14 @@ const (
 	ReadDevices  Permission = "read_devices"
 	ReadRejected Permission = "read_rejected" // quarantined messages may hold device payloads
 	ReadRoutes   Permission = "read_routes"
+	// ReadEvidenceStatus shows the footage backlog and checkpoints: counts,
+	// never footage or who is in it.
+	ReadEvidenceStatus Permission = "read_evidence_status"
 )
 
 var minimum = map[Permission]Role{
 	ReadAlerts: Operator, ActOnAlerts: Operator,
-	ReadDevices: Supervisor, ReadRejected: Supervisor, ReadRoutes: Supervisor,
+	ReadDevices: Supervisor, ReadRejected: Supervisor, ReadRoutes: Supervisor, ReadEvidenceStatus: Supervisor,
 }
 
 // Allows reports whether role r grants p. Unknown permissions are refused.
