@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -169,7 +170,15 @@ func Open(ctx context.Context, cfg Config) (_ *Service, err error) {
 			return nil, fmt.Errorf("evidence: %w", err)
 		}
 	}
-	signer, verifier, err := ledger.LoadOrCreateKey(filepath.Join(dir, KeyFile), keyName(cfg.Origin))
+	// The ledger's name is fixed when its key is made: every checkpoint and
+	// every verifier key police hold carry it, so a later change of
+	// gateway_id (or a CLI run before the first `vigil run`) must not
+	// rename it.
+	keyPath := filepath.Join(dir, KeyFile)
+	if vk, err := ledger.VerifierKey(keyPath); err == nil {
+		cfg.Origin, _, _ = strings.Cut(vk, "+")
+	}
+	signer, verifier, err := ledger.LoadOrCreateKey(keyPath, keyName(cfg.Origin))
 	if err != nil {
 		return nil, fmt.Errorf("evidence: ledger key: %w", err)
 	}

@@ -360,6 +360,8 @@ type apiAlerts struct {
 	Alerts []struct {
 		ID       string `json:"id"`
 		Key      string `json:"key"`
+		Event    string `json:"event"`
+		Device   string `json:"device"`
 		State    string `json:"state"`
 		Verified bool   `json:"verified"`
 		Wearer   string `json:"wearer"`
