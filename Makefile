@@ -26,7 +26,7 @@ testenv:
 
 test: | $(BIN)
 	@deploy/testenv/install.sh > $(BIN)/.testenv
-	. ./$(BIN)/.testenv && export VIGIL_SIA_DIR && \
+	. ./$(BIN)/.testenv && export VIGIL_SIA_DIR VIGIL_MINIO && \
 	  $(GO) vet $(PKGS) && \
 	  $(GO) test -race -shuffle=on -timeout 12m $(PKGS)
 	$(MAKE) --no-print-directory cross
@@ -39,6 +39,13 @@ FUZZTIME ?= 20s
 fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzDecode -fuzztime=$(FUZZTIME) ./devices/
 	$(GO) test -run='^$$' -fuzz=FuzzParseFrame -fuzztime=$(FUZZTIME) ./gateway/forward/dc09/
+	$(GO) test -run='^$$' -fuzz=FuzzDecodeFrame -fuzztime=$(FUZZTIME) ./devices/serial/
+	$(GO) test -run='^$$' -fuzz=FuzzParseUploadMetadata -fuzztime=$(FUZZTIME) ./evidence/ingest/
+	$(GO) test -run='^$$' -fuzz=FuzzParseSidecar -fuzztime=$(FUZZTIME) ./evidence/ingest/
+	$(GO) test -run='^$$' -fuzz=FuzzParseCheckpoint -fuzztime=$(FUZZTIME) ./evidence/ledger/
+	$(GO) test -run='^$$' -fuzz=FuzzParseBody -fuzztime=$(FUZZTIME) ./evidence/ledger/
+	$(GO) test -run='^$$' -fuzz=FuzzParseS3URL -fuzztime=$(FUZZTIME) ./evidence/objstore/
+	$(GO) test -run='^$$' -fuzz=FuzzValidKey -fuzztime=$(FUZZTIME) ./evidence/objstore/
 
 bench: | $(BIN)
 	@deploy/testenv/install.sh > $(BIN)/.testenv
