@@ -23,7 +23,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/vigil-gw/vigil/devices/registry"
+	"github.com/vigil-gw/vigil/governance/internal/atomicfile"
 )
 
 // Role is what a token holder is trusted with. Each role includes the ones
@@ -136,7 +136,7 @@ func (s *Store) Create(name string, role Role, now time.Time) (string, Token, er
 	if err != nil {
 		return "", Token{}, fmt.Errorf("access: encode: %w", err)
 	}
-	if err := registry.WriteFileAtomic(s.path, append(b, '\n'), 0o600); err != nil {
+	if err := atomicfile.Write(s.path, append(b, '\n'), 0o600); err != nil {
 		return "", Token{}, fmt.Errorf("access: %w", err)
 	}
 	return secret, t, nil
@@ -203,7 +203,7 @@ func (s *Store) read() (file, error) {
 }
 
 func (s *Store) lock() (func(), error) {
-	unlock, err := registry.LockFile(s.path)
+	unlock, err := atomicfile.Lock(s.path)
 	if err != nil {
 		return nil, fmt.Errorf("access: %w", err)
 	}
