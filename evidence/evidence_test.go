@@ -309,3 +309,26 @@ func TestVerifyCatchesARollbackThroughTheStoredCheckpoints(t *testing.T) {
 	assert.Contains(t, joined, "checkpoint object "+CheckpointKey(3)+": signed a ledger of 3 entries but the ledger now has 2")
 	assert.Contains(t, joined, "clips/leeds/cam-1/2026/11/21/c: stored but not in the ledger")
 }
+
+func TestDockIngestIntoTheService(t *testing.T) {
+	r := newRig(t, nil)
+	ctx := context.Background()
+	dock := t.TempDir()
+	d, err := ingest.NewDock(ingest.DockConfig{Dir: dock, Spool: filepath.Join(r.state, Dir, dockSpool), Sink: r.svc, Now: func() time.Time { return r.now }})
+	require.NoError(t, err)
+	data := []byte("footage offloaded from a dock")
+	sum := sha256.Sum256(data)
+	require.NoError(t, os.WriteFile(filepath.Join(dock, "d1.mp4"), data, 0o600))
+	side := `{"camera":"cam-1","clip":"d1.mp4","sha256":"` + hex.EncodeToString(sum[:]) + `","size":29,"start":"2026-11-21T10:00:00Z","end":"2026-11-21T10:01:00Z"}`
+	require.NoError(t, os.WriteFile(filepath.Join(dock, "d1.mp4.json"), []byte(side), 0o600))
+	d.Scan(ctx)
+	c, err := r.svc.Get(ctx, "cam-1", "d1.mp4")
+	require.NoError(t, err)
+	assert.Equal(t, "dock", c.Ingest)
+	left, _ := os.ReadDir(dock)
+	assert.Empty(t, left, "the dock copy is removed once the clip is in the ledger")
+	r.svc.uploadQueued(ctx)
+	rep, err := r.svc.Verify(ctx, true)
+	require.NoError(t, err)
+	assert.True(t, rep.OK(), "%v", rep.Problems)
+}
