@@ -13,7 +13,6 @@ package evidence
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -382,5 +381,3 @@ func (s *Service) alert(key, kind, site, text string) {
 	s.log.Warn("evidence alert", "kind", kind, "text", text)
 	s.cfg.Alert(kind, site, text)
 }
-
-var errClosed = errors.New("evidence: closed")
