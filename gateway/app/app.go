@@ -249,8 +249,8 @@ func New(cfg Config, log *slog.Logger) (_ *App, err error) {
 	a.metrics.register(a)
 	a.metrics.reg.MustRegister(evidenceCollector{a})
 
-	if a.httpLn, err = net.Listen("tcp", cfg.HTTP); err != nil {
-		return nil, fmt.Errorf("http: listen %s: %w", cfg.HTTP, err)
+	if a.httpLn, err = listenHTTP(cfg, log); err != nil {
+		return nil, err
 	}
 	a.http = &http.Server{Handler: a.routes(), ReadHeaderTimeout: 5 * time.Second}
 	return a, nil
@@ -289,6 +289,36 @@ func mqttTLS(c MQTTConfig, gatewayID string) (*tls.Config, error) {
 		t.Certificates = []tls.Certificate{cert}
 	}
 	return t, nil
+}
+
+// listenHTTP opens the API listener: HTTPS with http_cert_file and
+// http_key_file, otherwise plain HTTP, with a warning when that is not on
+// loopback (camera tokens and footage would cross the network in clear).
+func listenHTTP(cfg Config, log *slog.Logger) (net.Listener, error) {
+	ln, err := net.Listen("tcp", cfg.HTTP)
+	if err != nil {
+		return nil, fmt.Errorf("http: listen %s: %w", cfg.HTTP, err)
+	}
+	if cfg.HTTPCertFile == "" {
+		if host, _, _ := net.SplitHostPort(cfg.HTTP); !isLoopback(host) {
+			log.Warn("the API listens beyond loopback without TLS: set http_cert_file and http_key_file (vigil pki issue NAME --kind server)", "http", cfg.HTTP)
+		}
+		return ln, nil
+	}
+	cert, err := tls.LoadX509KeyPair(cfg.HTTPCertFile, cfg.HTTPKeyFile)
+	if err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("http: http_cert_file/http_key_file: %w", err)
+	}
+	return tls.NewListener(ln, &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}), nil
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // HTTPAddr is the address the API listens on (useful with port 0).

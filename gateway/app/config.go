@@ -25,6 +25,11 @@ import (
 type Config struct {
 	State string `yaml:"state"` // state directory
 	HTTP  string `yaml:"http"`  // API, health and metrics listen address
+	// HTTPCertFile and HTTPKeyFile make the API (and the cameras' upload
+	// endpoint) HTTPS. Needed whenever http listens beyond loopback: footage
+	// and tokens must not cross the site network in clear.
+	HTTPCertFile string `yaml:"http_cert_file"`
+	HTTPKeyFile  string `yaml:"http_key_file"`
 	Site  string `yaml:"site"`  // this gateway's site id, used for its own alerts
 	// GatewayID names this gateway: the MQTT client id and the CloudEvents
 	// source derive from it. It must stay the same across restarts.
@@ -178,6 +183,8 @@ func LoadConfig(path string) (Config, error) {
 		}
 	}
 	rel(&cfg.State)
+	rel(&cfg.HTTPCertFile)
+	rel(&cfg.HTTPKeyFile)
 	rel(&cfg.Broker.TLSCertFile)
 	rel(&cfg.Broker.TLSKeyFile)
 	rel(&cfg.Broker.ClientCAFile)
@@ -210,6 +217,9 @@ func (c Config) Validate() error {
 	}
 	if _, _, err := net.SplitHostPort(c.HTTP); err != nil {
 		bad("http: %q is not host:port", c.HTTP)
+	}
+	if (c.HTTPCertFile == "") != (c.HTTPKeyFile == "") {
+		bad("http_cert_file and http_key_file go together: set both (vigil pki issue NAME --kind server --host H), or neither")
 	}
 	if !devices.ValidID(c.Site) {
 		bad("site: %q must be 1-64 of A-Z a-z 0-9 _ -", c.Site)

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"database/sql"
 	"encoding/base64"
 	"encoding/hex"
@@ -461,4 +462,40 @@ func writeConfig(t *testing.T, yaml string) string {
 	p := filepath.Join(t.TempDir(), "vigil.yaml")
 	require.NoError(t, os.WriteFile(p, []byte(yaml), 0o600))
 	return p
+}
+
+// TestEvidenceUploadOverHTTPS: with a certificate the API and the upload
+// endpoint are HTTPS only; a camera that trusts the site CA uploads, and a
+// plain-HTTP request gets nothing.
+func TestEvidenceUploadOverHTTPS(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end to end")
+	}
+	w := &evidenceWorld{state: t.TempDir(), broker: freeAddr(t), tokens: map[string]string{}}
+	dir := t.TempDir()
+	_, certFile, keyFile, pool := testPKI(t, dir)
+	tokFile := filepath.Join(dir, "token")
+	out, err := exec.Command(vigilBin, "device", "add", "cam-1", "--kind", "camera", "--site", "leeds", "--wearer", "Nurse 1", "--state", w.state, "--token-file", tokFile).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	b, err := os.ReadFile(tokFile)
+	require.NoError(t, err)
+	w.tokens["cam-1"] = strings.TrimSpace(string(b))
+	cfg := writeConfig(t, fmt.Sprintf("http_cert_file: %s\nhttp_key_file: %s\n", certFile, keyFile))
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
+	w.vigil = launchVigil(t, vigilBin, w.state, "https", client, "--config", cfg, "--broker-listen", w.broker)
+
+	cam := w.camera(t, "cam-1", func(c *firmwaresim.CameraConfig) {
+		c.Gateway = "https://" + w.vigil.http
+		c.GatewayTLS = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+		c.ClipSize = 256 << 10
+	})
+	r := w.record(t, cam)
+	assert.Equal(t, firmwaresim.OutcomeAccepted, r.Upload.Outcome, "%+v", r.Upload)
+	w.waitUploaded(t, 1, 30*time.Second)
+
+	resp, err := http.Get("http://" + w.vigil.http + "/healthz")
+	if err == nil {
+		resp.Body.Close()
+		assert.NotEqual(t, http.StatusOK, resp.StatusCode, "no plain HTTP beside HTTPS")
+	}
 }

@@ -244,10 +244,12 @@ func (h *hooks) snapshot() (map[string]int, int) {
 
 // proc is a vigil process started from the built binary.
 type proc struct {
-	cmd   *exec.Cmd
-	http  string
-	logs  *lockedBuf
-	token string // an admin API token for this gateway's state
+	cmd    *exec.Cmd
+	http   string
+	logs   *lockedBuf
+	token  string       // an admin API token for this gateway's state
+	scheme string       // "http", or "https" when the API has a certificate
+	client *http.Client // trusts the API's certificate
 }
 
 type lockedBuf struct {
@@ -277,8 +279,14 @@ func startVigil(t testing.TB, state string, args ...string) *proc {
 // without -race).
 func startVigilBin(t testing.TB, bin, state string, args ...string) *proc {
 	t.Helper()
+	return launchVigil(t, bin, state, "http", http.DefaultClient, args...)
+}
+
+// launchVigil starts the binary and waits for /readyz over scheme with client.
+func launchVigil(t testing.TB, bin, state, scheme string, client *http.Client, args ...string) *proc {
+	t.Helper()
 	httpAddr := freeAddr(t)
-	p := &proc{http: httpAddr, logs: &lockedBuf{}, token: adminToken(t, bin, state)}
+	p := &proc{http: httpAddr, logs: &lockedBuf{}, token: adminToken(t, bin, state), scheme: scheme, client: client}
 	p.cmd = exec.Command(bin, append([]string{"run", "--state", state, "--http", httpAddr, "--gateway-id", "vigil-e2e", "--log-level", "warn"}, args...)...)
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
 	require.NoError(t, p.cmd.Start())
@@ -292,7 +300,7 @@ func startVigilBin(t testing.TB, bin, state string, args ...string) *proc {
 		}
 	})
 	waitFor(t, 20*time.Second, "vigil to be ready", func() bool {
-		resp, err := http.Get("http://" + httpAddr + "/readyz")
+		resp, err := client.Get(scheme + "://" + httpAddr + "/readyz")
 		if err != nil {
 			return false
 		}
@@ -314,17 +322,22 @@ func adminToken(t testing.TB, bin, state string) string {
 // code and body.
 func (p *proc) api(t testing.TB, method, path, body string) (int, []byte) {
 	t.Helper()
-	return callAPI(t, p.http, p.token, method, path, body)
+	return callURL(t, p.client, p.scheme+"://"+p.http, p.token, method, path, body)
 }
 
 func callAPI(t testing.TB, httpAddr, token, method, path, body string) (int, []byte) {
 	t.Helper()
-	req, err := http.NewRequest(method, "http://"+httpAddr+path, strings.NewReader(body))
+	return callURL(t, http.DefaultClient, "http://"+httpAddr, token, method, path, body)
+}
+
+func callURL(t testing.TB, client *http.Client, base, token, method, path, body string) (int, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, base+path, strings.NewReader(body))
 	require.NoError(t, err)
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
