@@ -47,10 +47,14 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzParseS3URL -fuzztime=$(FUZZTIME) ./evidence/objstore/
 	$(GO) test -run='^$$' -fuzz=FuzzValidKey -fuzztime=$(FUZZTIME) ./evidence/objstore/
 
+# bench: micro-benchmarks, the end-to-end ones (BENCHMARKS.md §1-4), then the
+# evidence path against MinIO beside mc (§5, about 15 min; --bench installs mc).
 bench: | $(BIN)
-	@deploy/testenv/install.sh > $(BIN)/.testenv
+	@deploy/testenv/install.sh --bench > $(BIN)/.testenv
 	$(GO) test -run='^$$' -bench=. -benchmem ./devices/ ./gateway/...
-	. ./$(BIN)/.testenv && VIGIL_E2E_BENCH=1 $(GO) test -run='^$$' -bench=E2E -benchtime=1x -timeout 20m ./gateway/e2e/
+	. ./$(BIN)/.testenv && export VIGIL_MINIO VIGIL_MC && \
+	  VIGIL_E2E_BENCH=1 $(GO) test -run='^$$' -bench=E2E -benchtime=1x -timeout 20m ./gateway/e2e/ && \
+	  VIGIL_E2E_BENCH=1 VIGIL_BENCH_OUT=$(CURDIR)/$(BIN) $(GO) test -run='^$$' -bench=EvidenceUpload -benchtime=1x -timeout 60m ./gateway/e2e/
 
 cross:
 	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/linux-arm64/ ./cmd/...

@@ -30,7 +30,7 @@ type Config struct {
 	// and tokens must not cross the site network in clear.
 	HTTPCertFile string `yaml:"http_cert_file"`
 	HTTPKeyFile  string `yaml:"http_key_file"`
-	Site  string `yaml:"site"`  // this gateway's site id, used for its own alerts
+	Site         string `yaml:"site"` // this gateway's site id, used for its own alerts
 	// GatewayID names this gateway: the MQTT client id and the CloudEvents
 	// source derive from it. It must stay the same across restarts.
 	GatewayID string         `yaml:"gateway_id"`

@@ -108,7 +108,7 @@ func (w *evidenceWorld) record(t *testing.T, c *firmwaresim.Camera) firmwaresim.
 
 type evidenceStatus struct {
 	Clips, Backlog, Quarantined, Evidential int64
-	LedgerSize, CheckpointSize                uint64
+	LedgerSize, CheckpointSize              uint64
 }
 
 func (w *evidenceWorld) status(t *testing.T) evidenceStatus {
