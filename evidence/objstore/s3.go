@@ -292,23 +292,57 @@ func (s *S3) putMultipart(ctx context.Context, key string, r io.ReaderAt, size i
 	if len(reuse) == 0 {
 		whole = sha256.New()
 	}
-	buf := make([]byte, hashBufSize)
+	// Hashing a part and sending it are pipelined: while part n is on the
+	// wire (and the server hashes it), part n+1 is read and hashed on
+	// another goroutine. At most one part is hashed ahead, and no part is
+	// held in memory (the send re-reads it), so memory stays bounded by two
+	// hash buffers whatever the size.
+	type partJob struct {
+		n           int
+		off, length int64
+		reused      *Part
+		md5b64, sum string
+		err         error
+	}
+	dctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	jobs := make(chan partJob, 1)
+	go func() {
+		defer close(jobs)
+		buf := make([]byte, hashBufSize)
+		for n := 1; n <= nparts; n++ {
+			j := partJob{n: n, off: int64(n-1) * ps}
+			j.length = min(ps, size-j.off)
+			if part, ok := reuse[n]; ok && part.Size == j.length {
+				j.reused = &part
+			} else {
+				var extra []hash.Hash
+				if whole != nil {
+					extra = append(extra, whole)
+				}
+				j.md5b64, j.sum, j.err = digests(dctx, r, j.off, j.length, buf, extra...)
+			}
+			select {
+			case jobs <- j:
+			case <-dctx.Done():
+				return
+			}
+			if j.err != nil {
+				return
+			}
+		}
+	}()
 	completed := make([]minio.CompletePart, 0, nparts)
-	for n := 1; n <= nparts; n++ {
-		off := int64(n-1) * ps
-		length := min(ps, size-off)
-		if part, ok := reuse[n]; ok && part.Size == length {
-			completed = append(completed, minio.CompletePart{PartNumber: n, ETag: part.ETag})
+	for j := range jobs {
+		n, off, length := j.n, j.off, j.length
+		if j.reused != nil {
+			completed = append(completed, minio.CompletePart{PartNumber: n, ETag: j.reused.ETag})
 			continue
 		}
-		var extra []hash.Hash
-		if whole != nil {
-			extra = append(extra, whole)
+		if j.err != nil {
+			return Object{}, fmt.Errorf("objstore: upload %s: part %d: %w", key, n, j.err)
 		}
-		md5b64, sum, err := digests(ctx, r, off, length, buf, extra...)
-		if err != nil {
-			return Object{}, fmt.Errorf("objstore: upload %s: part %d: %w", key, n, err)
-		}
+		md5b64, sum := j.md5b64, j.sum
 		// DisableContentSha256 turns off minio-go's streaming (aws-chunked)
 		// signature on plain http, so the part's SHA-256 computed above is
 		// sent as X-Amz-Content-Sha256 on http and https alike; the server
@@ -327,6 +361,9 @@ func (s *S3) putMultipart(ctx context.Context, key string, r io.ReaderAt, size i
 			}
 		}
 		completed = append(completed, minio.CompletePart{PartNumber: n, ETag: op.ETag})
+	}
+	if len(completed) != nparts && ctx.Err() == nil {
+		return Object{}, fmt.Errorf("objstore: upload %s: only %d of %d parts were prepared", key, len(completed), nparts)
 	}
 	if err := ctx.Err(); err != nil {
 		return Object{}, fmt.Errorf("objstore: upload %s: %w", key, err)

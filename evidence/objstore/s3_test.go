@@ -378,7 +378,9 @@ func TestS3Resume(t *testing.T) {
 		_, err := s.Upload(cctx, "clips/resume", cnt, size, opts, Resume{}, rec)
 		require.ErrorIs(t, err, context.Canceled)
 		assert.Equal(t, []int{1, 2}, rec.partNumbers())
-		assert.Zero(t, cnt.read(3), "nothing read after the cancel")
+		// Hashing runs one part ahead of sending: part 3 may have been
+		// read for its digest, but never sent (that would read it twice).
+		assert.LessOrEqual(t, cnt.read(3), int64(MinPartSize), "part 3 was at most hashed, never sent")
 		_, err = s.Stat(ctx, "clips/resume")
 		assert.ErrorIs(t, err, ErrNotFound, "no object until the upload completes")
 
@@ -499,7 +501,9 @@ func TestS3PartDigests(t *testing.T) {
 	src := newPattern(size, 7)
 	sum := src.sum(t)
 
-	// Part 1 hashed and sent, part 2 hashed: from here on the source lies.
+	// After 15 MiB have been read the source lies. Hashing runs one part
+	// ahead of sending, so which part meets the first lie depends on the
+	// interleaving; whichever it is, the server refuses it.
 	bad := &corrupter{r: src, after: 3 * MinPartSize}
 	rec := &recorder{}
 	_, err := s.Upload(ctx, "clips/changing", bad, size, PutOptions{SHA256: sum}, Resume{}, rec)
@@ -507,7 +511,7 @@ func TestS3PartDigests(t *testing.T) {
 	code := s3code(err)
 	t.Logf("refused part: %v", err)
 	assert.Contains(t, []string{"XAmzContentSHA256Mismatch", "BadDigest"}, code, "refused by the server: %v", err)
-	assert.Equal(t, []int{1}, rec.partNumbers())
+	assert.Less(t, len(rec.partNumbers()), 2, "at most part 1 was stored before the lie: %v", rec.partNumbers())
 	_, err = s.Stat(ctx, "clips/changing")
 	assert.ErrorIs(t, err, ErrNotFound)
 
