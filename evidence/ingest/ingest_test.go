@@ -352,6 +352,9 @@ func TestTusRecoverFinishesWhatTheSinkMissed(t *testing.T) {
 	assert.NotContains(t, body(r), "database", "internal errors are not shown to cameras")
 	require.Empty(t, sink.got())
 	tus.Recover(context.Background())
+	require.Empty(t, sink.got(), "a just-completed upload may still be finishing: left alone")
+	tus.cfg.Now = func() time.Time { return time.Now().Add(2 * orphanAge) }
+	tus.Recover(context.Background())
 	require.Len(t, sink.got(), 1)
 	assert.Equal(t, digest(data), sink.got()[0].Digest)
 	entries, _ := os.ReadDir(tus.cfg.Dir)

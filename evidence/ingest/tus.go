@@ -187,16 +187,26 @@ func (t *Tus) preCreate(hook handler.HookEvent) (handler.HTTPResponse, handler.F
 		return handler.HTTPResponse{}, handler.FileInfoChanges{}, handler.NewError("ERR_CAMERA", fmt.Sprintf("metadata camera %q is not the authenticated camera %q", m.Camera, camera), http.StatusForbidden)
 	}
 	if err := t.cfg.Sink.Admit(hook.Context, m); err != nil {
-		return handler.HTTPResponse{}, handler.FileInfoChanges{}, tusError(err)
+		return handler.HTTPResponse{}, handler.FileInfoChanges{}, t.answer(m.Camera, m.Clip, err)
 	}
 	return handler.HTTPResponse{}, handler.FileInfoChanges{}, nil
 }
 
 func (t *Tus) preFinish(hook handler.HookEvent) (handler.HTTPResponse, error) {
 	if err := t.finish(hook.Context, hook.Upload.ID); err != nil {
-		return handler.HTTPResponse{}, tusError(err)
+		return handler.HTTPResponse{}, t.answer(hook.Upload.MetaData["camera"], hook.Upload.MetaData["clip"], err)
 	}
 	return handler.HTTPResponse{}, nil
+}
+
+// answer turns a sink error into the camera's answer, logging the cause of
+// an internal error (the camera is only told to retry).
+func (t *Tus) answer(camera, clip string, err error) error {
+	te := tusError(err)
+	if e, ok := te.(handler.Error); ok && e.HTTPResponse.StatusCode == http.StatusInternalServerError {
+		t.log.Error("upload not taken; the camera will retry and recovery will finish it", "camera", camera, "clip", clip, "err", err)
+	}
+	return te
 }
 
 // tusError turns a sink error into the answer a camera gets.
@@ -263,6 +273,10 @@ func (t *Tus) finish(ctx context.Context, id string) error {
 	return nil
 }
 
+// orphanAge is how long a complete upload is left alone before Recover
+// takes it: far longer than a final PATCH takes to be handed to the sink.
+const orphanAge = time.Minute
+
 // Recover finishes uploads whose last byte arrived but which never reached
 // the sink (the gateway stopped in between, or the sink failed), and removes
 // unfinished uploads nobody has touched for cfg.Expire.
@@ -282,6 +296,13 @@ func (t *Tus) Recover(ctx context.Context) {
 			continue
 		}
 		if info.Offset == info.Size {
+			// A final PATCH may be finishing this upload right now (tusd
+			// holds its lock, which Recover must not take: asking for it
+			// interrupts the request). Only uploads left complete for a
+			// while are orphans: the gateway stopped, or the sink failed.
+			if fi, err := os.Stat(t.store.binPath(id)); err != nil || t.cfg.Now().Sub(fi.ModTime()) < orphanAge {
+				continue
+			}
 			if err := t.finish(ctx, id); err != nil {
 				t.log.Warn("could not finish a complete upload", "upload", id, "err", err)
 			}

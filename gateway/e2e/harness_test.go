@@ -325,11 +325,6 @@ func (p *proc) api(t testing.TB, method, path, body string) (int, []byte) {
 	return callURL(t, p.client, p.scheme+"://"+p.http, p.token, method, path, body)
 }
 
-func callAPI(t testing.TB, httpAddr, token, method, path, body string) (int, []byte) {
-	t.Helper()
-	return callURL(t, http.DefaultClient, "http://"+httpAddr, token, method, path, body)
-}
-
 func callURL(t testing.TB, client *http.Client, base, token, method, path, body string) (int, []byte) {
 	t.Helper()
 	req, err := http.NewRequest(method, base+path, strings.NewReader(body))
