@@ -48,7 +48,7 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzValidKey -fuzztime=$(FUZZTIME) ./evidence/objstore/
 
 # bench: micro-benchmarks, the end-to-end ones (BENCHMARKS.md §1-4), then the
-# evidence path against MinIO beside mc (§5, about 15 min; --bench installs mc).
+# evidence path against MinIO beside mc (§5, about 5 min; --bench installs mc).
 bench: | $(BIN)
 	@deploy/testenv/install.sh --bench > $(BIN)/.testenv
 	$(GO) test -run='^$$' -bench=. -benchmem ./devices/ ./gateway/...
