@@ -510,14 +510,12 @@ func (d *Dir) Verify(ctx context.Context, key string, size int64, sha256hex stri
 	return verifyContent(ctx, key, rc, size, sha256hex)
 }
 
-// ExtendRetention raises the object's retention to at least mode until the
-// date, with the same never-weaken rules as S3.
-func (d *Dir) ExtendRetention(ctx context.Context, key string, mode Mode, until time.Time) error {
+// locked runs f with the store open and its write lock held, for the
+// operations that read and rewrite one object's protection (or remove it).
+// op names the operation in the error for an invalid key.
+func (d *Dir) locked(op, key string, f func(root *os.Root) error) error {
 	if err := validKey(key); err != nil {
-		return fmt.Errorf("objstore: extend retention: %w", err)
-	}
-	if mode != Governance && mode != Compliance || until.IsZero() {
-		return fmt.Errorf("objstore: extend retention %s: want mode %s or %s and a date", key, Governance, Compliance)
+		return fmt.Errorf("objstore: %s: %w", op, err)
 	}
 	root, err := d.open()
 	if err != nil {
@@ -526,85 +524,80 @@ func (d *Dir) ExtendRetention(ctx context.Context, key string, mode Mode, until 
 	defer root.Close()
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	o, sc, err := d.load(root, key)
-	if err != nil {
-		return err
-	}
-	now := d.now()
-	newMode, newUntil, _, change := retentionChange(o.Mode, o.RetainUntil, mode, until, now)
-	if !change {
+	return f(root)
+}
+
+// ExtendRetention raises the object's retention to at least mode until the
+// date, with the same never-weaken rules as S3.
+func (d *Dir) ExtendRetention(ctx context.Context, key string, mode Mode, until time.Time) error {
+	return d.locked("extend retention", key, func(root *os.Root) error {
+		if mode != Governance && mode != Compliance || until.IsZero() {
+			return fmt.Errorf("objstore: extend retention %s: want mode %s or %s and a date", key, Governance, Compliance)
+		}
+		o, sc, err := d.load(root, key)
+		if err != nil {
+			return err
+		}
+		now := d.now()
+		newMode, newUntil, _, change := retentionChange(o.Mode, o.RetainUntil, mode, until, now)
+		if !change {
+			return nil
+		}
+		if !newUntil.After(now) {
+			return fmt.Errorf("objstore: extend retention %s: the date %s is not in the future", key, newUntil.Format(time.RFC3339))
+		}
+		sc.Mode, sc.RetainUntil = newMode, newUntil
+		if err := writeSidecar(root, key, sc); err != nil {
+			return fmt.Errorf("objstore: extend retention %s: %w", key, err)
+		}
 		return nil
-	}
-	if !newUntil.After(now) {
-		return fmt.Errorf("objstore: extend retention %s: the date %s is not in the future", key, newUntil.Format(time.RFC3339))
-	}
-	sc.Mode, sc.RetainUntil = newMode, newUntil
-	if err := writeSidecar(root, key, sc); err != nil {
-		return fmt.Errorf("objstore: extend retention %s: %w", key, err)
-	}
-	return nil
+	})
 }
 
 // SetLegalHold turns the object's legal hold on or off.
 func (d *Dir) SetLegalHold(ctx context.Context, key string, on bool) error {
-	if err := validKey(key); err != nil {
-		return fmt.Errorf("objstore: legal hold: %w", err)
-	}
-	root, err := d.open()
-	if err != nil {
-		return err
-	}
-	defer root.Close()
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	o, sc, err := d.load(root, key)
-	if err != nil {
-		return err
-	}
-	if o.LegalHold == on {
+	return d.locked("legal hold", key, func(root *os.Root) error {
+		o, sc, err := d.load(root, key)
+		if err != nil {
+			return err
+		}
+		if o.LegalHold == on {
+			return nil
+		}
+		sc.LegalHold = on
+		if err := writeSidecar(root, key, sc); err != nil {
+			return fmt.Errorf("objstore: legal hold %s: %w", key, err)
+		}
 		return nil
-	}
-	sc.LegalHold = on
-	if err := writeSidecar(root, key, sc); err != nil {
-		return fmt.Errorf("objstore: legal hold %s: %w", key, err)
-	}
-	return nil
+	})
 }
 
 // Delete removes the object unless it is under legal hold, under
 // COMPLIANCE retention, or under GOVERNANCE retention without
 // bypassGovernance (ErrLocked).
 func (d *Dir) Delete(ctx context.Context, key string, bypassGovernance bool) error {
-	if err := validKey(key); err != nil {
-		return fmt.Errorf("objstore: delete: %w", err)
-	}
-	root, err := d.open()
-	if err != nil {
-		return err
-	}
-	defer root.Close()
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	o, err := d.stat(root, key)
-	if err != nil {
-		return err
-	}
-	if why := lockReason(o, bypassGovernance, d.now()); why != "" {
-		return fmt.Errorf("objstore: delete %s: %w: %s", key, ErrLocked, why)
-	}
-	// Data first: once it is gone the object is gone, and a sidecar left by
-	// a crash here is ignored (and replaced by the next upload).
-	dst := path.Join(dataDir, key)
-	if err := root.Remove(dst); err != nil {
-		return fmt.Errorf("objstore: delete %s: %w", key, err)
-	}
-	if err := syncDir(root, path.Dir(dst)); err != nil {
-		return fmt.Errorf("objstore: delete %s: %w", key, err)
-	}
-	if err := root.Remove(path.Join(metaDir, key)); err != nil && !notExist(err) {
-		return fmt.Errorf("objstore: delete %s: sidecar: %w", key, err)
-	}
-	return nil
+	return d.locked("delete", key, func(root *os.Root) error {
+		o, err := d.stat(root, key)
+		if err != nil {
+			return err
+		}
+		if why := lockReason(o, bypassGovernance, d.now()); why != "" {
+			return fmt.Errorf("objstore: delete %s: %w: %s", key, ErrLocked, why)
+		}
+		// Data first: once it is gone the object is gone, and a sidecar left
+		// by a crash here is ignored (and replaced by the next upload).
+		dst := path.Join(dataDir, key)
+		if err := root.Remove(dst); err != nil {
+			return fmt.Errorf("objstore: delete %s: %w", key, err)
+		}
+		if err := syncDir(root, path.Dir(dst)); err != nil {
+			return fmt.Errorf("objstore: delete %s: %w", key, err)
+		}
+		if err := root.Remove(path.Join(metaDir, key)); err != nil && !notExist(err) {
+			return fmt.Errorf("objstore: delete %s: sidecar: %w", key, err)
+		}
+		return nil
+	})
 }
 
 // List returns the objects whose keys start with prefix, in key order, with
