@@ -113,7 +113,7 @@ func (d *Dock) one(ctx context.Context, sidecar string) error {
 	clipPath := filepath.Join(d.cfg.Dir, clipName)
 	if _, err := os.Stat(clipPath); errors.Is(err, os.ErrNotExist) {
 		clipName = m.Clip
-		clipPath = filepath.Join(d.cfg.Dir, m.Clip) // ValidClipID keeps this inside the dir
+		clipPath = filepath.Join(d.cfg.Dir, m.Clip) // ledger.ValidClipID (in Check) keeps this inside the dir
 	}
 	if err := d.cfg.Sink.Admit(ctx, m); err != nil {
 		if errors.Is(err, ErrDuplicate) {

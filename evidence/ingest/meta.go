@@ -5,9 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"regexp"
 	"strings"
 	"time"
+
+	"github.com/vigil-gw/vigil/evidence/ledger"
 )
 
 // Meta is what a camera or dock declares about one clip. It is checked
@@ -45,29 +46,15 @@ const (
 	maxMetaValue = 256
 )
 
-var (
-	idRE     = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`)
-	clipRE   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
-	sha256RE = regexp.MustCompile(`^[0-9a-f]{64}$`)
-)
-
-// ValidClipID reports whether s can name a clip: 1-128 of A-Z a-z 0-9 . _ -,
-// starting with a letter or digit, and no "..". It is the same rule as the
-// device protocol's (devices.ValidClipID); evidence does not import devices.
-func ValidClipID(s string) bool { return clipRE.MatchString(s) && !strings.Contains(s, "..") }
-
-// ValidCameraID reports whether s can name a camera (a device id).
-func ValidCameraID(s string) bool { return idRE.MatchString(s) }
-
 // Check validates m. size, when positive, is the upload's declared length,
 // which must agree with m.Size if that was declared too.
 func (m *Meta) Check() error {
 	switch {
-	case !ValidCameraID(m.Camera):
+	case !ledger.ValidCameraID(m.Camera):
 		return metaErr("camera", "%q is not a device id (1-64 of A-Z a-z 0-9 _ -)", trim(m.Camera))
-	case !ValidClipID(m.Clip):
+	case !ledger.ValidClipID(m.Clip):
 		return metaErr("clip", "%q must be 1-128 of A-Z a-z 0-9 . _ - starting with a letter or digit, without \"..\"", trim(m.Clip))
-	case !sha256RE.MatchString(m.SHA256):
+	case !ledger.ValidSHA256(m.SHA256):
 		return metaErr("sha256", "must be 64 lowercase hex digits")
 	case m.Size <= 0:
 		return metaErr("size", "%d is not a size in bytes", m.Size)

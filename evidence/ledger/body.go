@@ -37,6 +37,20 @@ var (
 	maxTime = time.Date(9999, 12, 31, 23, 59, 59, 999e6, time.UTC)
 )
 
+// ValidCameraID reports whether s can name a camera: a device id, 1-64 of
+// A-Z a-z 0-9 _ - starting with a letter or digit.
+func ValidCameraID(s string) bool { return cameraRE.MatchString(s) }
+
+// ValidClipID reports whether s can name a clip: 1-128 of A-Z a-z 0-9 . _ -,
+// starting with a letter or digit, without "..". Clip ids become parts of
+// file names and object keys, so nothing that could climb out of a
+// directory passes. It is the device protocol's rule (devices.ValidClipID);
+// evidence does not import devices.
+func ValidClipID(s string) bool { return clipRE.MatchString(s) && !strings.Contains(s, "..") }
+
+// ValidSHA256 reports whether s is a SHA-256 digest in lowercase hex.
+func ValidSHA256(s string) bool { return hexRE.MatchString(s) }
+
 // body is the canonical JSON form of an entry. encoding/json writes struct
 // fields in declaration order, so this declaration is the key order of the
 // format; do not reorder, rename or add fields: every existing hash depends
@@ -77,9 +91,9 @@ func normTime(t time.Time) time.Time {
 // wearer or site (personal data).
 func validateClip(c Clip) error {
 	switch {
-	case !cameraRE.MatchString(c.Camera):
+	case !ValidCameraID(c.Camera):
 		return fmt.Errorf("camera %q is not a device id (1-64 of A-Z a-z 0-9 _ - starting with a letter or digit)", clipTrim(c.Camera))
-	case !clipRE.MatchString(c.Clip) || strings.Contains(c.Clip, ".."):
+	case !ValidClipID(c.Clip):
 		return fmt.Errorf("clip %q is not a clip id (1-128 of A-Z a-z 0-9 . _ - starting with a letter or digit, without \"..\")", clipTrim(c.Clip))
 	}
 	if err := checkText("wearer", c.Wearer); err != nil {
