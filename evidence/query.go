@@ -191,15 +191,15 @@ func (s *Service) Status(ctx context.Context) (Status, error) {
 	if ok {
 		st.LastCheckpoint, st.CheckpointSize = cp.Time, cp.Size
 	}
-	cps, err := s.ledger.Checkpoints(ctx)
+	stored, err := s.storedCheckpointSize(ctx)
 	if err != nil {
 		return st, err
 	}
-	var stored int64
-	if err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM checkpoint_objects`).Scan(&stored); err != nil {
+	unstored, err := s.ledger.CheckpointsAfter(ctx, stored)
+	if err != nil {
 		return st, err
 	}
-	st.UnstoredCheckpoints = int64(len(cps)) - stored
+	st.UnstoredCheckpoints = int64(len(unstored))
 	s.mu.Lock()
 	if s.storeErr != nil {
 		st.StoreError = s.storeErr.Error()

@@ -311,17 +311,19 @@ func CheckpointKey(size uint64) string { return fmt.Sprintf("checkpoints/%020d",
 
 // uploadCheckpoints stores every signed checkpoint not yet in the store,
 // under COMPLIANCE retention: nobody, not even the store's administrator,
-// can remove or shorten it.
+// can remove or shorten it. Checkpoints go up in order and the first failure
+// stops the round, so those stored are always the oldest ones: only the
+// checkpoints after the largest stored need reading.
 func (s *Service) uploadCheckpoints(ctx context.Context) {
-	cps, err := s.ledger.Checkpoints(ctx)
+	stored, err := s.storedCheckpointSize(ctx)
+	if err != nil {
+		return
+	}
+	cps, err := s.ledger.CheckpointsAfter(ctx, stored)
 	if err != nil {
 		return
 	}
 	for _, cp := range cps {
-		var n int
-		if s.db.QueryRowContext(ctx, `SELECT count(*) FROM checkpoint_objects WHERE size=?`, cp.Size).Scan(&n) != nil || n > 0 {
-			continue
-		}
 		key := CheckpointKey(cp.Size)
 		err := s.store.PutSmall(ctx, key, cp.Note, objstore.PutOptions{ContentType: "text/plain; charset=utf-8", Mode: objstore.Compliance,
 			RetainUntil: cp.Time.Add(s.cfg.CheckpointRetention), Meta: map[string]string{"ledger-size": strconv.FormatUint(cp.Size, 10)}})
@@ -331,4 +333,11 @@ func (s *Service) uploadCheckpoints(ctx context.Context) {
 		}
 		s.db.ExecContext(ctx, `INSERT INTO checkpoint_objects(size, key, uploaded_ms) VALUES(?,?,?) ON CONFLICT DO NOTHING`, cp.Size, key, ms(s.cfg.Now()))
 	}
+}
+
+// storedCheckpointSize is the size of the largest checkpoint in the store.
+func (s *Service) storedCheckpointSize(ctx context.Context) (uint64, error) {
+	var size int64
+	err := s.db.QueryRowContext(ctx, `SELECT coalesce(max(size), 0) FROM checkpoint_objects`).Scan(&size)
+	return uint64(size), err
 }

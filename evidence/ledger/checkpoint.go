@@ -203,7 +203,18 @@ func (l *Ledger) Latest(ctx context.Context) (Checkpoint, bool, error) {
 // Checkpoints returns every stored checkpoint, oldest first, so that an
 // auditor can check each against the entries and each against the next.
 func (l *Ledger) Checkpoints(ctx context.Context) ([]Checkpoint, error) {
-	rows, err := l.db.QueryContext(ctx, `SELECT seq, note, tree FROM ledger_checkpoints ORDER BY seq`)
+	return l.checkpoints(ctx, `SELECT seq, note, tree FROM ledger_checkpoints ORDER BY seq`)
+}
+
+// CheckpointsAfter returns the checkpoints of more than size entries,
+// oldest first: what a caller that has shipped every checkpoint up to size
+// still has to ship, without reading the whole history each time.
+func (l *Ledger) CheckpointsAfter(ctx context.Context, size uint64) ([]Checkpoint, error) {
+	return l.checkpoints(ctx, `SELECT seq, note, tree FROM ledger_checkpoints WHERE size > ? ORDER BY seq`, int64(size))
+}
+
+func (l *Ledger) checkpoints(ctx context.Context, query string, args ...any) ([]Checkpoint, error) {
+	rows, err := l.db.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("ledger: checkpoints: %w", err)
 	}
