@@ -38,11 +38,11 @@ func (s *Service) Admit(ctx context.Context, m ingest.Meta) error {
 		return nil
 	}
 	// Above the high-water mark only footage an incident needs gets in.
-	evidential, _, err := s.windowsFor(ctx, m.Camera, m.Start, m.End)
+	incidents, err := s.windowsFor(ctx, m.Camera, m.Start, m.End)
 	if err != nil {
 		return err
 	}
-	if evidential {
+	if len(incidents) > 0 {
 		return nil
 	}
 	s.alert("highwater", "evidence_spool_full", cam.Site, fmt.Sprintf(
@@ -100,12 +100,12 @@ func (s *Service) Accept(ctx context.Context, sp ingest.Spooled) error {
 		return fmt.Errorf("evidence: accept %s/%s: %w", sp.Camera, sp.Clip, err)
 	}
 	dst := filepath.Join(s.dir, clipsDir, sp.Camera+"_"+sp.Clip)
-	evidential, incidents, err := s.windowsFor(ctx, sp.Camera, e.Start, e.End)
+	incidents, err := s.windowsFor(ctx, sp.Camera, e.Start, e.End)
 	if err != nil {
 		return err
 	}
 	category, retain, hold := NonEvidential, e.Start.Add(s.cfg.NonEvidential), false
-	if evidential {
+	if len(incidents) > 0 {
 		category, retain, hold = Evidential, e.Start.Add(s.cfg.Evidential), true
 	}
 	now := s.cfg.Now()

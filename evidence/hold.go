@@ -115,22 +115,22 @@ func (s *Service) link(ctx context.Context, q execer, camera, clip, incident str
 	return nil
 }
 
-// windowsFor reports whether footage of camera over [start, end] falls in an
-// incident's window, and which incidents.
-func (s *Service) windowsFor(ctx context.Context, camera string, start, end time.Time) (bool, []string, error) {
+// windowsFor returns the incidents whose windows footage of camera over
+// [start, end] falls in: none means the footage is not evidential.
+func (s *Service) windowsFor(ctx context.Context, camera string, start, end time.Time) ([]string, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT incident FROM windows WHERE camera=? AND from_ms <= ? AND (to_ms IS NULL OR to_ms >= ?) ORDER BY incident`,
 		camera, ms(end), ms(start))
 	if err != nil {
-		return false, nil, fmt.Errorf("evidence: windows: %w", err)
+		return nil, fmt.Errorf("evidence: windows: %w", err)
 	}
 	defer rows.Close()
 	var incs []string
 	for rows.Next() {
 		var i string
 		if err := rows.Scan(&i); err != nil {
-			return false, nil, err
+			return nil, err
 		}
 		incs = append(incs, i)
 	}
-	return len(incs) > 0, incs, rows.Err()
+	return incs, rows.Err()
 }
