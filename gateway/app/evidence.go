@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -92,7 +91,7 @@ func (a *App) openEvidence() error {
 	a.tus, err = ingest.NewTus(ingest.TusConfig{Dir: filepath.Join(a.cfg.State, evidence.Dir, "uploads"), BasePath: UploadPath,
 		MaxSize: ecfg.MaxClipSize, Sink: a.evidence, Logger: a.log,
 		Auth: func(r *http.Request) (string, bool) {
-			tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+			tok, ok := bearer(r)
 			if !ok {
 				return "", false
 			}

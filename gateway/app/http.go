@@ -41,6 +41,12 @@ func (a *App) routes() http.Handler {
 	return mux
 }
 
+// bearer is the credential in an "Authorization: Bearer …" header: an API
+// token, or a camera's upload token.
+func bearer(r *http.Request) (string, bool) {
+	return strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+}
+
 type callerKey struct{}
 
 // caller is the token holder making the request.
@@ -65,7 +71,7 @@ func (a *App) guard(p access.Permission, h http.HandlerFunc) http.HandlerFunc {
 			}
 			writeError(w, code, err)
 		}
-		secret, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		secret, ok := bearer(r)
 		if !ok {
 			deny(http.StatusUnauthorized, "no_token", errors.New("authentication required: send Authorization: Bearer <token> (create one with vigil token create)"))
 			return
