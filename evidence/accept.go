@@ -104,20 +104,26 @@ func (s *Service) Accept(ctx context.Context, sp ingest.Spooled) error {
 	if err != nil {
 		return err
 	}
-	category, retain, hold := NonEvidential, e.Start.Add(s.cfg.NonEvidential), false
-	if len(incidents) > 0 {
-		category, retain, hold = Evidential, e.Start.Add(s.cfg.Evidential), true
-	}
+	// Footage inside an incident's window is evidential: held while an
+	// incident is open, kept Evidential after the last one closed.
+	category, retain, hold := NonEvidential, ms(e.Start.Add(s.cfg.NonEvidential)), false
 	now := s.cfg.Now()
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("evidence: accept: %w", err)
 	}
 	defer tx.Rollback()
+	for _, inc := range incidents {
+		closed, err := s.closedRetention(ctx, tx, inc)
+		if err != nil {
+			return fmt.Errorf("evidence: accept %s/%s: %w", sp.Camera, sp.Clip, err)
+		}
+		category, retain, hold = Evidential, max(retain, closed), hold || closed == 0
+	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO clips(camera, clip, idx, site, wearer, start_ms, end_ms, size, sha256, ingest, received_ms,
 		object_key, spool_path, state, category, retain_until_ms, legal_hold) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
 		e.Camera, e.Clip.Clip, e.Index, e.Site, e.Wearer, ms(e.Start), ms(e.End), e.Size, e.SHA256, e.Ingest, ms(e.Received),
-		ObjectKey(e.Site, e.Camera, e.Clip.Clip, e.Start), dst, stateQueued, category, ms(retain), b2i(hold)); err != nil {
+		ObjectKey(e.Site, e.Camera, e.Clip.Clip, e.Start), dst, stateQueued, category, retain, b2i(hold)); err != nil {
 		return fmt.Errorf("evidence: accept %s/%s: %w", sp.Camera, sp.Clip, err)
 	}
 	if err := custody(ctx, tx, e.Camera, e.Clip.Clip, e.Received, "received", fmt.Sprintf("%s upload of %d bytes, sha256 %s computed on receipt matches the camera's", e.Ingest, e.Size, e.SHA256)); err != nil {

@@ -60,7 +60,7 @@ type Config struct {
 	CheckpointEvery     int           // entries between checkpoints (100)
 	CheckpointInterval  time.Duration // at most this long between checkpoints of a grown ledger (10m)
 	NonEvidential       time.Duration // retention of ordinary footage after capture (31 days)
-	Evidential          time.Duration // retention of evidential footage after capture (6 years), plus a legal hold
+	Evidential          time.Duration // retention of evidential footage after its incident is closed (6 years); a legal hold while it is open
 	CheckpointRetention time.Duration // COMPLIANCE retention of checkpoints in the store (10 years)
 	PreEvent            time.Duration // footage before an alert that becomes evidential (2m)
 	PostEvent           time.Duration // footage after an alert's resolution that becomes evidential (10m)
@@ -133,6 +133,7 @@ type Store interface {
 	Stat(ctx context.Context, key string) (objstore.Object, error)
 	ExtendRetention(ctx context.Context, key string, mode objstore.Mode, until time.Time) error
 	SetLegalHold(ctx context.Context, key string, on bool) error
+	Delete(ctx context.Context, key string, bypassGovernance bool) error
 	PutSmall(ctx context.Context, key string, data []byte, opts objstore.PutOptions) error
 	Open(ctx context.Context, key string) (io.ReadCloser, error)
 	List(ctx context.Context, prefix string) ([]objstore.Object, error)
@@ -190,7 +191,7 @@ func Open(ctx context.Context, cfg Config) (_ *Service, err error) {
 			db.Close()
 		}
 	}()
-	if _, err := db.ExecContext(ctx, schema); err != nil {
+	if _, err := db.ExecContext(ctx, schema+retentionSchema); err != nil {
 		return nil, fmt.Errorf("evidence: create tables: %w", err)
 	}
 	l, err := ledger.Open(ctx, db, signer, cfg.Origin)

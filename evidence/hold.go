@@ -3,6 +3,7 @@ package evidence
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"math"
 	"time"
@@ -78,21 +79,28 @@ func (s *Service) applyWindow(ctx context.Context, incident, camera string) erro
 	}
 	rows.Close()
 	now := s.cfg.Now()
+	closed, err := s.closedRetention(ctx, tx, incident)
+	if err != nil {
+		return err
+	}
 	for _, h := range hits {
-		retain := ms(fromMS(h.start).Add(s.cfg.Evidential))
-		res, err := tx.ExecContext(ctx, `UPDATE clips SET category=?, legal_hold=1, retain_until_ms=max(retain_until_ms, ?)
-			WHERE camera=? AND clip=? AND (category!=? OR legal_hold=0 OR retain_until_ms<?)`,
-			Evidential, retain, camera, h.clip, Evidential, retain)
+		if err := s.link(ctx, tx, camera, h.clip, incident, now); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE clips SET retain_until_ms=max(retain_until_ms, ?) WHERE camera=? AND clip=?`, closed, camera, h.clip); err != nil {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, `UPDATE clips SET category=? WHERE camera=? AND clip=? AND category!=?`, Evidential, camera, h.clip, Evidential)
 		if err != nil {
 			return err
 		}
+		if err := refreshHold(ctx, tx, camera, h.clip); err != nil {
+			return err
+		}
 		if n, _ := res.RowsAffected(); n > 0 {
-			if err := custody(ctx, tx, camera, h.clip, now, "evidential", fmt.Sprintf("made evidential for incident %s: legal hold, retention until %s", incident, fromMS(retain).Format(time.RFC3339))); err != nil {
+			if err := custody(ctx, tx, camera, h.clip, now, "evidential", fmt.Sprintf("made evidential for incident %s: %s", incident, s.keptWords(closed))); err != nil {
 				return err
 			}
-		}
-		if err := s.link(ctx, tx, camera, h.clip, incident, now); err != nil {
-			return err
 		}
 	}
 	if err := tx.Commit(); err != nil {
@@ -103,6 +111,33 @@ func (s *Service) applyWindow(ctx context.Context, incident, camera string) erro
 		s.Wake() // the uploader applies holds to stored objects
 	}
 	return nil
+}
+
+// closedRetention is the retention an incident gives its footage: none (0)
+// while it is open, when the legal hold keeps it; Evidential after its
+// closing once it is closed.
+func (s *Service) closedRetention(ctx context.Context, q querier, incident string) (int64, error) {
+	var closed int64
+	err := q.QueryRowContext(ctx, `SELECT closed_ms FROM incidents_closed WHERE incident=?`, incident).Scan(&closed)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	return ms(fromMS(closed).Add(s.cfg.Evidential)), nil
+}
+
+// keptWords says how an incident keeps footage, for the custody log.
+func (s *Service) keptWords(closedRetain int64) string {
+	if closedRetain == 0 {
+		return "legal hold while the incident is open"
+	}
+	return "incident already closed: kept until " + fromMS(closedRetain).Format(time.RFC3339)
+}
+
+type querier interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
 
 // link records that a clip belongs to an incident.

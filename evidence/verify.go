@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"sort"
+	"time"
 
 	"github.com/vigil-gw/vigil/evidence/ledger"
 	"github.com/vigil-gw/vigil/evidence/objstore"
@@ -23,6 +24,7 @@ type Report struct {
 	Checkpoints int
 	Stored      int // clips checked in the store
 	Local       int // clips checked on the local disk (not yet uploaded)
+	Deleted     int // clips deleted under the retention policy (their entries stay)
 	Problems    []string
 }
 
@@ -77,6 +79,11 @@ func (s *Service) Verify(ctx context.Context, deep bool) (Report, error) {
 		}
 		// The ledger's digest is the truth the objects are checked against.
 		switch c.State {
+		case stateDeleted:
+			r.Deleted++
+			if p := s.verifyDeleted(ctx, c); p != "" {
+				r.Problems = append(r.Problems, fmt.Sprintf("clip %s: %s", name, p))
+			}
 		case stateUploaded:
 			r.Stored++
 			if err := s.store.Verify(ctx, c.ObjectKey, e.Size, e.SHA256, deep); err != nil {
@@ -216,4 +223,22 @@ func short(h string) string {
 		return h[:12] + "…"
 	}
 	return h
+}
+
+// verifyDeleted checks that a clip recorded as deleted was deleted by the
+// sweeper, when its retention had passed, and is gone from the store: a
+// record marked deleted to hide footage, or footage "deleted" early, shows.
+func (s *Service) verifyDeleted(ctx context.Context, c Clip) string {
+	var at int64
+	var policy string
+	if err := s.db.QueryRowContext(ctx, `SELECT at_ms, policy FROM deletions WHERE camera=? AND clip=?`, c.Camera, c.Clip).Scan(&at, &policy); err != nil {
+		return "marked deleted but no deletion was recorded by the retention sweeper"
+	}
+	if fromMS(at).Before(c.RetainUntil) {
+		return fmt.Sprintf("deleted on %s, before its retention ended (%s)", fromMS(at).Format(time.RFC3339), c.RetainUntil.Format(time.RFC3339))
+	}
+	if _, err := s.store.Stat(ctx, c.ObjectKey); err == nil {
+		return fmt.Sprintf("recorded as deleted (%s) but object %s is still stored", policy, c.ObjectKey)
+	}
+	return ""
 }

@@ -1,0 +1,42 @@
+// Package sqlitedb opens the governance database (users, sessions, the audit
+// trail, release requests): SQLite (modernc.org/sqlite, pure Go, so the arm
+// builds need no C toolchain) in WAL mode with full synchronous commits, so a
+// committed row survives a power cut. It repeats evidence/internal/sqlitedb
+// because governance may not import evidence internals; the pragmas must stay
+// the same.
+package sqlitedb
+
+import (
+	"database/sql"
+	"fmt"
+	"net/url"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+)
+
+// Open opens (creating if needed) the SQLite database at path. The file is
+// created 0600 by SQLite's default umask handling only if the directory is
+// private; callers keep the state directory 0750 or tighter.
+//
+// synchronous=FULL is SQLite's default but is set explicitly: in WAL mode
+// NORMAL would let the last commits vanish on power loss, and an audit
+// record of a footage access must not.
+func Open(path string) (*sql.DB, error) {
+	q := url.Values{}
+	q.Add("_pragma", "journal_mode(WAL)")
+	q.Add("_pragma", "synchronous(FULL)")
+	q.Add("_pragma", "busy_timeout(5000)")
+	q.Add("_pragma", "foreign_keys(ON)")
+	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+	if err != nil {
+		return nil, fmt.Errorf("sqlitedb: open %s: %w", path, err)
+	}
+	// One writer at a time is SQLite's model; a single connection also makes
+	// every statement see the previous one's writes without surprises.
+	db.SetMaxOpenConns(1)
+	if err := db.Ping(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("sqlitedb: open %s: %w", path, err)
+	}
+	return db, nil
+}
