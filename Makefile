@@ -46,6 +46,13 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzParseBody -fuzztime=$(FUZZTIME) ./evidence/ledger/
 	$(GO) test -run='^$$' -fuzz=FuzzParseS3URL -fuzztime=$(FUZZTIME) ./evidence/objstore/
 	$(GO) test -run='^$$' -fuzz=FuzzValidKey -fuzztime=$(FUZZTIME) ./evidence/objstore/
+	$(GO) test -run='^$$' -fuzz=FuzzParseManifest -fuzztime=$(FUZZTIME) ./evidence/bagit/
+	$(GO) test -run='^$$' -fuzz=FuzzParseInfo -fuzztime=$(FUZZTIME) ./evidence/bagit/
+	$(GO) test -run='^$$' -fuzz=FuzzOpen -fuzztime=$(FUZZTIME) -fuzzminimizetime=5s ./evidence/bagit/
+	$(GO) test -run='^$$' -fuzz=FuzzParseProof -fuzztime=$(FUZZTIME) ./evidence/exhibit/
+	$(GO) test -run='^$$' -fuzz=FuzzVerify -fuzztime=$(FUZZTIME) -fuzzminimizetime=5s ./evidence/exhibit/
+	$(GO) test -run='^$$' -fuzz=FuzzParseSealText -fuzztime=$(FUZZTIME) ./governance/audit/
+	$(GO) test -run='^$$' -fuzz=FuzzParseHash -fuzztime=$(FUZZTIME) ./governance/access/
 
 # bench: micro-benchmarks, the end-to-end ones (BENCHMARKS.md §1-4), then the
 # evidence path against MinIO beside mc (§5, about 5 min; --bench installs mc).
@@ -59,6 +66,12 @@ bench: | $(BIN)
 cross:
 	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/linux-arm64/ ./cmd/...
 	CGO_ENABLED=0 GOOS=linux GOARCH=arm GOARM=7 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/linux-armv7/ ./cmd/...
+	@# vigil-verify is handed to police and defence experts: every desktop platform.
+	@set -e; for target in linux/amd64 linux/arm64 windows/amd64 windows/arm64 darwin/amd64 darwin/arm64; do \
+	  os=$${target%/*}; arch=$${target#*/}; \
+	  echo "vigil-verify $$os/$$arch -> dist/vigil-verify/$$os-$$arch/"; \
+	  CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/vigil-verify/$$os-$$arch/ ./cmd/vigil-verify; \
+	done
 
 lint:
 	$(GO) vet $(PKGS)

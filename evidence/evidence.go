@@ -146,6 +146,7 @@ type Service struct {
 	cfg      Config
 	db       *sql.DB
 	ledger   *ledger.Ledger
+	signer   note.Signer
 	verifier note.Verifier
 	store    Store
 	log      *slog.Logger
@@ -214,7 +215,7 @@ func Open(ctx context.Context, cfg Config) (_ *Service, err error) {
 		}
 		st = d
 	}
-	s := &Service{cfg: cfg, db: db, ledger: l, verifier: verifier, store: st, dir: dir,
+	s := &Service{cfg: cfg, db: db, ledger: l, signer: signer, verifier: verifier, store: st, dir: dir,
 		log: cfg.Logger.With("component", "evidence"), wake: make(chan struct{}, 1), alerted: map[string]time.Time{}}
 	if err := s.reconcile(ctx); err != nil {
 		return nil, err

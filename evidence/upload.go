@@ -101,6 +101,12 @@ func (s *Service) upload(ctx context.Context, q queued) error {
 			return err
 		}
 	}
+	// A clip that arrives after its retention has already run out (a camera
+	// back after weeks away) is still stored, entered in the ledger and
+	// locked, for a day: the sweeper then deletes it by policy, in the open.
+	if floor := s.cfg.Now().Add(minLock); q.retain.Before(floor) {
+		q.retain = floor
+	}
 	opts := objstore.PutOptions{SHA256: q.sha256, ContentType: "application/octet-stream",
 		Mode: objstore.Governance, RetainUntil: q.retain, LegalHold: q.hold,
 		Meta: map[string]string{"camera": q.camera, "clip": q.clip, "site": q.site, "ledger-index": strconv.FormatInt(q.idx, 10),
@@ -235,6 +241,9 @@ func (p *progress) PartDone(pt objstore.Part) error {
 		p.camera, p.clip, p.uploadID, pt.Number, pt.Size, pt.ETag, pt.SHA256)
 	return err
 }
+
+// minLock is the shortest retention a clip is stored under.
+const minLock = 24 * time.Hour
 
 // applyHolds brings stored objects' retention and legal hold up to what the
 // clips' rows say (footage made evidential after it was uploaded).

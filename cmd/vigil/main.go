@@ -30,15 +30,39 @@ commands:
   run                     start the gateway (embedded broker, ./var, http 127.0.0.1:8080 by default)
   device add ID --kind button|camera --site SITE --wearer NAME [--camera CAMERA_ID] [--serial-key-file F] [--token-file F]
   device list
-  token create --role operator|supervisor|admin --name NAME   an API token, printed once
+  user add NAME --role ROLE [--wearer W] [--password-file F | --token]
+                          a person: ROLE is operator, supervisor, investigator, ig_officer, admin or wearer
+                          (wearer needs --wearer, the device wearer name); the password is the first line of F
+                          or of stdin (no prompt); --token prints an API token once instead of a password
+  user list
+  user disable NAME | user enable NAME   a disabled user cannot log in or use their tokens
+  user passwd NAME [--password-file F]
+  user token NAME         another API token for NAME, printed once
+  token create --role ROLE --name NAME   an API token, printed once (creates user NAME if absent)
   token list
+  token revoke ID
   serial list             the serial ports found (USB VID:PID for serial.vidpid)
   evidence init-bucket    create the object-locked bucket (or check an existing one has locking)
   evidence pubkey         the ledger's public key, for whoever verifies checkpoints and packages
   evidence ls [--camera C --from T --to T --incident ID]
   evidence verify [--deep]   check ledger chains and checkpoints; --deep re-hashes every stored object
   evidence status         upload backlog, oldest unuploaded clip, last checkpoint
+  evidence export --request ID --out FILE.zip   the police package of an approved release (BagIt; check with vigil-verify)
   (every evidence command also takes --s3 URL like vigil run)
+
+governance commands act as you: give your API token in VIGIL_TOKEN or --token-file
+  clip ls [--wearer W --camera C --incident ID]       the clips you may see
+  clip access CAMERA:CLIP --why TEXT [--incident ID] [--purpose view|download]   a 5-minute link (S3 stores)
+  clip hold|unhold CAMERA:CLIP --why TEXT [--incident ID]   legal hold (lifting needs ig_officer)
+  clip retain CAMERA:CLIP --until DATE --why TEXT [--incident ID]   extend retention (never shortened)
+  incident assign ID --user INVESTIGATOR --why TEXT
+  incident close ID --why TEXT   the incident's legal hold ends; the evidential period starts
+  release request --incident ID --crime-ref REF --officer NAME --force FORCE --exhibit REF --why TEXT
+  release approve|refuse ID --reason TEXT   an ig_officer other than the requester
+  release list
+  audit verify            check the audit trail's chain and its signed seals in the store
+  audit report [--from D --to D] [--format text|csv|html|json] [--user U --clip CAMERA:CLIP --incident ID] [--out F]
+  sar --wearer W [--format text|html|json] [--out F]   a wearer's footage and everyone who accessed it
   pki init [--name NAME]  create the site CA in STATE/pki, for brokers that authenticate clients by certificate
   pki issue ID [--kind device|gateway|server] [--host H]... [--days N] [--force]
 Run "vigil <command> -h" for the flags of a command.
@@ -65,6 +89,22 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = tokenCreate(args[2:], stdout, stderr)
 	case cmd == "token" && len(args) > 1 && args[1] == "list":
 		err = tokenList(args[2:], stdout, stderr)
+	case cmd == "token" && len(args) > 1 && args[1] == "revoke":
+		err = tokenRevoke(args[2:], stdout, stderr)
+	case cmd == "user" && len(args) > 1:
+		err = userCmd(args[1], args[2:], os.Stdin, stdout, stderr)
+	case cmd == "evidence" && len(args) > 1 && args[1] == "export":
+		err = exportCmd(args[2:], stdout, stderr)
+	case cmd == "audit" && len(args) > 1:
+		err = auditCmd(args[1], args[2:], stdout, stderr)
+	case cmd == "sar":
+		err = sarCmd(args[1:], stdout, stderr)
+	case cmd == "release" && len(args) > 1:
+		err = releaseCmd(args[1], args[2:], stdout, stderr)
+	case cmd == "incident" && len(args) > 1:
+		err = incidentCmd(args[1], args[2:], stdout, stderr)
+	case cmd == "clip" && len(args) > 1:
+		err = clipCmd(args[1], args[2:], stdout, stderr)
 	case cmd == "evidence" && len(args) > 1:
 		err = evidenceCmd(args[1], args[2:], stdout, stderr)
 	case cmd == "serial" && len(args) > 1 && args[1] == "list":

@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"os"
 	"path/filepath"
 	"strings"
@@ -72,6 +74,55 @@ func TestTokenCreateAndList(t *testing.T) {
 	code, _, errs = vigil("token", "create", "--role", "root", "--name", "x", "--state", state)
 	assert.Equal(t, 1, code)
 	assert.Contains(t, errs, `role "root"`)
+
+	// The named user is created once; another token for the same role is
+	// fine, another role is refused rather than changed.
+	code, out, errs = vigil("token", "create", "--role", "operator", "--name", "operator 7", "--state", state)
+	require.Equal(t, 0, code, errs)
+	assert.NotContains(t, errs, "added user", "the user exists")
+	assert.True(t, strings.HasPrefix(out, "vgl_"))
+	code, _, errs = vigil("token", "create", "--role", "admin", "--name", "Operator 7", "--state", state)
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errs, "user Operator 7 exists with role operator, not admin")
+	code, out, _ = vigil("user", "list", "--state", state)
+	require.Equal(t, 0, code)
+	assert.Regexp(t, `(?m)^Operator 7\s+operator\s+no\s+2\s+active\s+`, out)
+
+	// Revoking one leaves the other.
+	code, out, _ = vigil("token", "list", "--state", state)
+	require.Equal(t, 0, code)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	require.Len(t, lines, 3)
+	id := strings.Fields(lines[1])[0]
+	code, out, errs = vigil("token", "revoke", id, "--state", state)
+	require.Equal(t, 0, code, errs)
+	assert.Equal(t, "revoked token "+id+"\n", out)
+	code, _, errs = vigil("token", "revoke", id, "--state", state)
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errs, "no such token")
+	code, out, _ = vigil("token", "list", "--state", state)
+	require.Equal(t, 0, code)
+	assert.NotContains(t, out, id)
+	assert.Equal(t, 2, strings.Count(out, "\n"))
+}
+
+// TestTokenListImportsLegacyFile: the first command after an upgrade moves
+// tokens.json into the governance database, and says so.
+func TestTokenListImportsLegacyFile(t *testing.T) {
+	state := t.TempDir()
+	const secret = "vgl_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+	sum := sha256.Sum256([]byte(secret))
+	h := hex.EncodeToString(sum[:])
+	require.NoError(t, os.WriteFile(filepath.Join(state, "tokens.json"),
+		[]byte(`{"tokens":[{"id":"`+h[:12]+`","name":"Team lead","role":"supervisor","sha256":"`+h+`","created":"2025-01-01T00:00:00Z"}]}`), 0o600))
+	code, out, errs := vigil("token", "list", "--state", state)
+	require.Equal(t, 0, code, errs)
+	assert.Contains(t, errs, "imported API tokens from a legacy token file")
+	assert.Contains(t, errs, "tokens.json.imported")
+	assert.Regexp(t, `(?m)^`+h[:12]+`\s+supervisor\s+Team lead\s+2025-01-01T00:00:00Z$`, out)
+	code, _, errs = vigil("token", "list", "--state", state)
+	require.Equal(t, 0, code)
+	assert.NotContains(t, errs, "imported", "once")
 }
 
 func TestDeviceAddWithSerialKey(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"database/sql"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -40,7 +41,10 @@ import (
 	"github.com/vigil-gw/vigil/gateway/journal"
 	"github.com/vigil-gw/vigil/gateway/outbox"
 	"github.com/vigil-gw/vigil/gateway/timer"
+	"github.com/vigil-gw/vigil/governance"
 	"github.com/vigil-gw/vigil/governance/access"
+	"github.com/vigil-gw/vigil/governance/audit"
+	"github.com/vigil-gw/vigil/governance/report"
 )
 
 // Route names. ARC receivers are arc0 (primary), arc1, …; webhooks webhook0, ….
@@ -54,8 +58,17 @@ const (
 	StateDB     = "vigil.db"
 	BrokerDB    = "broker.db"
 	RegistryDB  = "devices.json"
-	TokensFile  = "tokens.json"
 	stateDBMode = 0o600
+)
+
+// Access files in the state directory.
+const (
+	// GovernanceDB holds users, API tokens and sessions (and the other
+	// governance records).
+	GovernanceDB = access.DBFile
+	// TokensFile is the API token file of versions before users existed.
+	// OpenAccess imports it into GovernanceDB once and renames it.
+	TokensFile = "tokens.json"
 )
 
 // OpenRegistry returns the device registry of a state directory.
@@ -63,9 +76,34 @@ func OpenRegistry(stateDir string) *registry.Registry {
 	return registry.Open(filepath.Join(stateDir, RegistryDB))
 }
 
-// OpenTokens returns the API token store of a state directory.
-func OpenTokens(stateDir string) *access.Store {
-	return access.Open(filepath.Join(stateDir, TokensFile))
+// OpenAccess opens the users, tokens and sessions of a state directory (in
+// GovernanceDB, created if needed), importing a legacy TokensFile. The CLI
+// and the gateway both use it, at the same time: the store keeps nothing
+// in memory that the other could make stale. closeDB closes the database.
+func OpenAccess(ctx context.Context, stateDir string, log *slog.Logger) (_ *access.Store, closeDB func() error, _ error) {
+	db, s, err := openAccessDB(ctx, stateDir, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	return s, db.Close, nil
+}
+
+// openAccessDB opens the governance database and the access store in it;
+// the audit trail and governance records share the database.
+func openAccessDB(ctx context.Context, stateDir string, log *slog.Logger) (*sql.DB, *access.Store, error) {
+	if err := os.MkdirAll(stateDir, 0o750); err != nil {
+		return nil, nil, fmt.Errorf("state directory: %w", err)
+	}
+	db, err := access.OpenDB(filepath.Join(stateDir, GovernanceDB))
+	if err != nil {
+		return nil, nil, err
+	}
+	s, err := access.Open(ctx, db, access.Options{LegacyTokens: filepath.Join(stateDir, TokensFile), Logger: log})
+	if err != nil {
+		db.Close()
+		return nil, nil, err
+	}
+	return db, s, nil
 }
 
 // App is one gateway.
@@ -74,23 +112,28 @@ type App struct {
 	log      *slog.Logger
 	db       *bolt.DB
 	registry *registry.Registry
-	tokens   *access.Store
-	journal  *journal.Journal
-	engine   *alert.Engine
-	outbox   *outbox.Dispatcher
-	timers   *timer.Wheel
-	mqtt     *mqtt.Client
-	broker   *broker.Broker
-	arcs     []*dc09.Client
-	serials  []*serial.Port
-	metrics  *metrics
-	http     *http.Server
-	httpLn   net.Listener
-	limiter  *ratelog.Limiter
-	evidence *evidence.Service
-	tus      *ingest.Tus
-	dock     *ingest.Dock
-	announce chan devices.Event // clip_ready events for the evidence service
+	accounts *access.Store // users, API tokens and web sessions
+	govDB    *sql.DB       // their database, shared with the audit trail and governance records
+	audit    *audit.Log
+	gov      *governance.Service
+	// reportOptions are the audit report's working hours and bulk threshold.
+	reportOptions report.Options
+	journal       *journal.Journal
+	engine        *alert.Engine
+	outbox        *outbox.Dispatcher
+	timers        *timer.Wheel
+	mqtt          *mqtt.Client
+	broker        *broker.Broker
+	arcs          []*dc09.Client
+	serials       []*serial.Port
+	metrics       *metrics
+	http          *http.Server
+	httpLn        net.Listener
+	limiter       *ratelog.Limiter
+	evidence      *evidence.Service
+	tus           *ingest.Tus
+	dock          *ingest.Dock
+	announce      chan devices.Event // clip_ready events for the evidence service
 }
 
 // New opens the state directory and builds every component. Nothing runs
@@ -116,12 +159,15 @@ func New(cfg Config, log *slog.Logger) (_ *App, err error) {
 		}
 		return nil, fmt.Errorf("open state %s: %w", dbPath, err)
 	}
-	a := &App{cfg: cfg, log: log, db: db, registry: OpenRegistry(cfg.State), tokens: OpenTokens(cfg.State), limiter: ratelog.New(time.Minute, nil)}
+	a := &App{cfg: cfg, log: log, db: db, registry: OpenRegistry(cfg.State), limiter: ratelog.New(time.Minute, nil)}
 	defer func() {
 		if err != nil {
 			a.Close()
 		}
 	}()
+	if a.govDB, a.accounts, err = openAccessDB(context.Background(), cfg.State, log); err != nil {
+		return nil, err
+	}
 	a.metrics = newMetrics()
 
 	routes := alert.Routes{Wearer: wearerRoute, Evidence: evidenceRoute}
@@ -218,7 +264,14 @@ func New(cfg Config, log *slog.Logger) (_ *App, err error) {
 	if err := a.openEvidence(); err != nil {
 		return nil, err
 	}
-	oroutes = append(oroutes, outbox.Route{Name: evidenceRoute, Sender: footage.New(a.evidence)})
+	if a.audit, a.gov, err = openGovernance(context.Background(), cfg, a.govDB, a.accounts, a.evidence, log); err != nil {
+		return nil, err
+	}
+	if a.reportOptions, err = cfg.Governance.ReportOptions(); err != nil {
+		return nil, err
+	}
+	// Footage made evidential by an alert is audited as Vigil's doing.
+	oroutes = append(oroutes, outbox.Route{Name: evidenceRoute, Sender: footage.New(a.gov.Evidence())})
 	for i, sc := range cfg.Serial {
 		name := sc.Path
 		if name == "" {
@@ -346,11 +399,20 @@ func (a *App) Run(ctx context.Context) error {
 	for _, p := range a.serials {
 		g.Go(func() error { return p.Run(gctx) })
 	}
-	if a.broker != nil {
-		g.Go(func() error { return a.broker.Run(gctx) })
-	}
 	a.runEvidence(gctx, g)
-	g.Go(func() error { return a.mqtt.Run(gctx) })
+	g.Go(func() error { return a.audit.Run(gctx) })
+	g.Go(func() error { return a.gov.Run(gctx) })
+	g.Go(func() error {
+		err := a.mqtt.Run(gctx)
+		// The embedded broker closes once the gateway's own client has
+		// stopped: mochi's Close races a connection being established
+		// (mochi-mqtt/server#541), and that connection is ours when the
+		// gateway stops while (re)connecting.
+		if a.broker != nil {
+			a.broker.Close()
+		}
+		return err
+	})
 	g.Go(func() error {
 		err := a.http.Serve(a.httpLn)
 		if errors.Is(err, http.ErrServerClosed) {
@@ -385,6 +447,9 @@ func (a *App) Close() {
 	}
 	if a.evidence != nil {
 		a.evidence.Close()
+	}
+	if a.govDB != nil {
+		a.govDB.Close()
 	}
 }
 

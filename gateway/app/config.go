@@ -33,16 +33,37 @@ type Config struct {
 	Site         string `yaml:"site"` // this gateway's site id, used for its own alerts
 	// GatewayID names this gateway: the MQTT client id and the CloudEvents
 	// source derive from it. It must stay the same across restarts.
-	GatewayID string         `yaml:"gateway_id"`
-	LogLevel  string         `yaml:"log_level"`
-	Broker    BrokerConfig   `yaml:"broker"`
-	MQTT      MQTTConfig     `yaml:"mqtt"`
-	ARC       []ARCConfig    `yaml:"arc"`
-	Webhooks  []HookConfig   `yaml:"webhooks"`
-	Serial    []SerialConfig `yaml:"serial"`
-	Alerts    AlertsConfig   `yaml:"alerts"`
-	Outbox    OutboxConfig   `yaml:"outbox"`
-	Evidence  EvidenceConfig `yaml:"evidence"`
+	GatewayID  string           `yaml:"gateway_id"`
+	LogLevel   string           `yaml:"log_level"`
+	Broker     BrokerConfig     `yaml:"broker"`
+	MQTT       MQTTConfig       `yaml:"mqtt"`
+	ARC        []ARCConfig      `yaml:"arc"`
+	Webhooks   []HookConfig     `yaml:"webhooks"`
+	Serial     []SerialConfig   `yaml:"serial"`
+	Alerts     AlertsConfig     `yaml:"alerts"`
+	Outbox     OutboxConfig     `yaml:"outbox"`
+	Evidence   EvidenceConfig   `yaml:"evidence"`
+	Governance GovernanceConfig `yaml:"governance"`
+}
+
+// GovernanceConfig configures access to footage, the audit trail, its
+// reports and evidence packages.
+type GovernanceConfig struct {
+	LinkTTL           time.Duration `yaml:"link_ttl"`            // how long a footage link works (5m)
+	MinJustification  int           `yaml:"min_justification"`   // shortest justification accepted, in characters (10)
+	SweepInterval     time.Duration `yaml:"sweep_interval"`      // how often expired footage is deleted (1h)
+	AuditSealEvery    int           `yaml:"audit_seal_every"`    // audit records between signed seals (100)
+	AuditSealInterval time.Duration `yaml:"audit_seal_interval"` // at most this long before a new record is sealed (15m)
+	// Working hours for the audit report's out-of-hours flag, local time
+	// (timezone), e.g. "07:00-19:00" on working_days.
+	WorkingHours string   `yaml:"working_hours"`
+	WorkingDays  []string `yaml:"working_days"` // mon … sun (mon-fri)
+	Timezone     string   `yaml:"timezone"`     // IANA name (Europe/London)
+	BulkClips    int      `yaml:"bulk_clips"`   // more clips than this viewed by one person in an hour is flagged (20)
+	// Organization, Contact and ContactEmail go into evidence packages.
+	Organization string `yaml:"organization"`
+	Contact      string `yaml:"contact"`
+	ContactEmail string `yaml:"contact_email"`
 }
 
 // EvidenceConfig configures the footage path: ingest, ledger, object store.
@@ -62,7 +83,7 @@ type EvidenceConfig struct {
 	HighWater          float64       `yaml:"high_water"`          // state disk fraction in use above which non-evidential clips are refused (0.9)
 	DockDir            string        `yaml:"dock_dir"`            // a dock's directory of clips and sidecars ("" for none)
 	NonEvidentialDays  int           `yaml:"non_evidential_days"` // retention after capture (31)
-	EvidentialDays     int           `yaml:"evidential_days"`     // retention after capture for evidential footage (2190), with a legal hold
+	EvidentialDays     int           `yaml:"evidential_days"`     // retention of evidential footage after its incident is closed (2190); a legal hold while it is open
 	PreEvent           time.Duration `yaml:"pre_event"`           // footage before an alert that becomes evidential (2m)
 	PostEvent          time.Duration `yaml:"post_event"`          // footage after its resolution (10m)
 	CheckpointEvery    int           `yaml:"checkpoint_every"`    // ledger entries between signed checkpoints (100)
@@ -159,6 +180,9 @@ func DefaultConfig() Config {
 		Outbox: OutboxConfig{BackoffBase: 250 * time.Millisecond, BackoffMax: 15 * time.Second},
 		Evidence: EvidenceConfig{PartSizeMiB: 16, MaxClipMiB: 16 << 10, HighWater: 0.9, NonEvidentialDays: 31, EvidentialDays: 6 * 365,
 			PreEvent: 2 * time.Minute, PostEvent: 10 * time.Minute, CheckpointEvery: 100, CheckpointInterval: 10 * time.Minute},
+		Governance: GovernanceConfig{LinkTTL: 5 * time.Minute, MinJustification: 10, SweepInterval: time.Hour, AuditSealEvery: 100,
+			AuditSealInterval: 15 * time.Minute, WorkingHours: "07:00-19:00", WorkingDays: []string{"mon", "tue", "wed", "thu", "fri"},
+			Timezone: "Europe/London", BulkClips: 20, Organization: "Vigil gateway"},
 	}
 }
 
@@ -277,6 +301,12 @@ func (c Config) Validate() error {
 	}
 	if e := c.Evidence; e.PreEvent < 0 || e.PostEvent < 0 || e.CheckpointEvery < 1 || e.CheckpointInterval <= 0 {
 		bad("evidence: pre_event and post_event must not be negative, checkpoint_every at least 1, checkpoint_interval positive")
+	}
+	if g := c.Governance; g.LinkTTL <= 0 || g.LinkTTL > 24*time.Hour || g.MinJustification < 1 || g.SweepInterval <= 0 || g.AuditSealEvery < 1 || g.AuditSealInterval <= 0 || g.BulkClips < 1 {
+		bad("governance: link_ttl must be positive and at most 24h; min_justification, audit_seal_every and bulk_clips at least 1; sweep_interval and audit_seal_interval positive")
+	}
+	if _, err := c.Governance.ReportOptions(); err != nil {
+		bad("governance: %v", err)
 	}
 	if _, err := ParseLevel(c.LogLevel); err != nil {
 		bad("log_level: %v", err)

@@ -8,8 +8,10 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -35,9 +37,13 @@ func (a *App) routes() http.Handler {
 	mux.HandleFunc("GET /api/quarantine", a.guard(access.ReadRejected, a.listQuarantine))
 	mux.HandleFunc("GET /api/routes", a.guard(access.ReadRoutes, a.listRoutes))
 	mux.HandleFunc("GET /api/evidence/status", a.guard(access.ReadEvidenceStatus, a.evidenceStatus))
+	mux.HandleFunc("POST /api/session", a.login)
+	mux.HandleFunc("GET /api/session", a.guard(signedIn, a.whoAmI))
+	mux.HandleFunc("DELETE /api/session", a.logout)
 	// Cameras authenticate with their own upload tokens, not API tokens.
 	// tusd bounds each upload by its declared length and evidence.max_clip_mib.
 	mux.Handle(UploadPath, a.tus)
+	a.governanceRoutes(mux)
 	return mux
 }
 
@@ -47,46 +53,124 @@ func bearer(r *http.Request) (string, bool) {
 	return strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 }
 
+// callerKey is the request context key of the authenticated Principal.
 type callerKey struct{}
 
-// caller is the token holder making the request.
-func caller(r *http.Request) access.Token {
-	t, _ := r.Context().Value(callerKey{}).(access.Token)
-	return t
+// caller is who is making the request, as guard authenticated them.
+func caller(r *http.Request) access.Principal {
+	p, _ := r.Context().Value(callerKey{}).(access.Principal)
+	return p
 }
 
-// guard lets the request through only with a token whose role grants p:
-// 401 without a valid token, 403 with one whose role is too low. Each refusal
-// is counted and logged at most once a minute per client address.
+// signedIn is the "permission" of endpoints any authenticated caller may
+// use, whatever their role (who am I).
+const signedIn access.Permission = ""
+
+// guard lets the request through only for a caller whose role grants p: 401
+// without valid credentials, 403 with a role that does not grant it.
+//
+// Credentials are an API token (Authorization: Bearer vgl_…) or a web
+// session cookie (POST /api/session). A bearer header wins when both are
+// sent. Browsers attach cookies to requests other sites make them send, so
+// a cookie-authenticated POST, PUT, PATCH or DELETE must also come from a
+// page of this host (Origin, or else Referer): a forged one is refused
+// before the session is even looked up.
+//
+// Each refusal is counted (vigil_api_denied_total by reason) and logged at
+// most once a minute per client address and reason.
 func (a *App) guard(p access.Permission, h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		deny := func(code int, reason string, err error) {
-			a.metrics.apiDenied.WithLabelValues(reason).Inc()
-			host, _, _ := net.SplitHostPort(r.RemoteAddr)
-			if a.limiter.Allow("api:" + host + ":" + reason) {
-				a.log.Warn("API request refused", "from", host, "path", r.URL.Path, "reason", reason, "err", err)
-			}
-			if code == http.StatusUnauthorized {
-				w.Header().Set("WWW-Authenticate", `Bearer realm="vigil"`)
-			}
-			writeError(w, code, err)
+		who, ok := a.authenticate(w, r)
+		if !ok {
+			return
 		}
+		if p != signedIn && !who.Role.Allows(p) {
+			a.deny(w, r, http.StatusForbidden, "role", fmt.Errorf("role %s may not %s", who.Role, strings.ReplaceAll(string(p), "_", " ")))
+			return
+		}
+		h(w, r.WithContext(context.WithValue(r.Context(), callerKey{}, who)))
+	}
+}
+
+// authenticate returns the caller of r, or writes the refusal and false.
+func (a *App) authenticate(w http.ResponseWriter, r *http.Request) (access.Principal, bool) {
+	if r.Header.Get("Authorization") != "" {
 		secret, ok := bearer(r)
 		if !ok {
-			deny(http.StatusUnauthorized, "no_token", errors.New("authentication required: send Authorization: Bearer <token> (create one with vigil token create)"))
-			return
+			a.deny(w, r, http.StatusUnauthorized, "no_token", errors.New("authentication required: send Authorization: Bearer <token> (create one with vigil token create)"))
+			return access.Principal{}, false
 		}
-		tok, err := a.tokens.Authenticate(secret)
-		if err != nil {
-			deny(http.StatusUnauthorized, "bad_token", err)
-			return
+		who, err := a.accounts.Authenticate(r.Context(), secret)
+		switch {
+		case errors.Is(err, access.ErrUnknown) || errors.Is(err, access.ErrDisabled):
+			a.deny(w, r, http.StatusUnauthorized, "bad_token", err)
+			return access.Principal{}, false
+		case err != nil:
+			a.deny(w, r, http.StatusInternalServerError, "error", err)
+			return access.Principal{}, false
 		}
-		if !tok.Role.Allows(p) {
-			deny(http.StatusForbidden, "role", fmt.Errorf("role %s may not %s", tok.Role, strings.ReplaceAll(string(p), "_", " ")))
-			return
-		}
-		h(w, r.WithContext(context.WithValue(r.Context(), callerKey{}, tok)))
+		return who, true
 	}
+	if c, err := r.Cookie(access.SessionCookie); err == nil {
+		if unsafeMethod(r.Method) {
+			if err := sameOrigin(r); err != nil {
+				a.deny(w, r, http.StatusForbidden, "csrf", err)
+				return access.Principal{}, false
+			}
+		}
+		who, err := a.accounts.Session(r.Context(), c.Value, time.Now())
+		switch {
+		case errors.Is(err, access.ErrNoSession):
+			clearSessionCookie(w, r)
+			a.deny(w, r, http.StatusUnauthorized, "bad_session", err)
+			return access.Principal{}, false
+		case err != nil:
+			a.deny(w, r, http.StatusInternalServerError, "error", err)
+			return access.Principal{}, false
+		}
+		return who, true
+	}
+	a.deny(w, r, http.StatusUnauthorized, "no_token", errors.New("authentication required: send Authorization: Bearer <token> (create one with vigil token create) or log in with POST /api/session"))
+	return access.Principal{}, false
+}
+
+// deny refuses a request: counted by reason, logged at most once a minute
+// per client address and reason.
+func (a *App) deny(w http.ResponseWriter, r *http.Request, code int, reason string, err error) {
+	a.metrics.apiDenied.WithLabelValues(reason).Inc()
+	host, _, _ := net.SplitHostPort(r.RemoteAddr)
+	if a.limiter.Allow("api:" + host + ":" + reason) {
+		a.log.Warn("API request refused", "from", host, "path", r.URL.Path, "reason", reason, "err", err)
+	}
+	if code == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="vigil"`)
+	}
+	writeError(w, code, err)
+}
+
+// unsafeMethod reports whether a method changes something: the ones a
+// forged cross-site request could abuse.
+func unsafeMethod(m string) bool {
+	return m != http.MethodGet && m != http.MethodHead && m != http.MethodOptions
+}
+
+// sameOrigin checks that a browser request comes from a page of this host:
+// its Origin header, or its Referer when it sends no Origin, must name the
+// request's Host (and https when the request came over TLS). A request with
+// neither is refused: a browser sends Origin on every cross-site POST.
+func sameOrigin(r *http.Request) error {
+	src, header := r.Header.Get("Origin"), "Origin"
+	if src == "" {
+		src, header = r.Header.Get("Referer"), "Referer"
+	}
+	if src == "" {
+		return fmt.Errorf("csrf: a cookie-authenticated %s needs an Origin or Referer header naming this host (%s)", r.Method, r.Host)
+	}
+	u, err := url.Parse(src)
+	if err != nil || u.Host == "" || !strings.EqualFold(u.Host, r.Host) || (r.TLS != nil && u.Scheme != "https") {
+		return fmt.Errorf("csrf: cross-site %s refused: %s %q is not this host (%s)", r.Method, header, src, r.Host)
+	}
+	return nil
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

@@ -41,7 +41,7 @@ func newMetrics() *metrics {
 		mqttUp: prometheus.NewGauge(prometheus.GaugeOpts{Name: "vigil_mqtt_connected",
 			Help: "1 while the gateway is connected and subscribed to the broker."}),
 		apiDenied: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "vigil_api_denied_total",
-			Help: "API requests refused: no_token, bad_token, role."}, []string{"reason"}),
+			Help: "API requests refused: no_token, bad_token, bad_session, bad_password, locked_out, disabled, csrf, role, error; governance (footage, retention, release and audit requests refused by role, scope or justification: each is also in the audit trail)."}, []string{"reason"}),
 		serialUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "vigil_serial_port_up",
 			Help: "1 while the serial port is open."}, []string{"port"}),
 	}

@@ -1,51 +1,54 @@
-// Package access decides who may do what through Vigil's API. People and
-// systems hold API tokens, each with a role; a token is shown once when it is
-// created and stored only as a SHA-256 hash, so a copy of the state directory
-// does not let anyone in.
+// Package access decides who may do what through Vigil's API, and keeps the
+// people and credentials those decisions are about.
 //
-// Tokens live in a small JSON file in the state directory so that `vigil
-// token create` works while the gateway runs; the gateway re-reads the file
-// when it changes.
+// People are local users, each with one role. The roles separate duties: the
+// people who run the gateway (admin) and watch alarms (operator, supervisor)
+// never see footage; investigators see only the footage of incidents
+// assigned to them; information-governance officers audit, hold and release
+// evidence but do not watch it; a wearer sees only their own footage. The
+// whole policy is one table, roleTable, so that it can be read and reviewed
+// in one place.
+//
+// Users prove who they are with a password (hashed with argon2id) that opens
+// a web session, or with an API token for scripts. Token and session secrets
+// are shown once and stored only as SHA-256 hashes, so a copy of the state
+// directory does not let anyone in. Everything lives in SQLite tables (prefix
+// access_) in the governance database, which the CLI writes while the gateway
+// runs; nothing is cached, so a disabled user or a revoked token is refused
+// on the next request.
 package access
 
-import (
-	"crypto/rand"
-	"crypto/sha256"
-	"crypto/subtle"
-	"encoding/base32"
-	"encoding/hex"
-	"encoding/json"
-	"errors"
-	"fmt"
-	"os"
-	"slices"
-	"strings"
-	"sync"
-	"time"
+import "slices"
 
-	"github.com/vigil-gw/vigil/governance/internal/atomicfile"
-)
-
-// Role is what a token holder is trusted with. Each role includes the ones
-// before it.
+// Role is what a user is trusted with. Roles are not ranked: each grants its
+// own set of permissions (see roleTable).
 type Role string
 
-// Roles, least to most trusted.
+// The roles.
 const (
-	Operator   Role = "operator"   // control-room staff: see and act on alerts
-	Supervisor Role = "supervisor" // team leads: also devices, quarantine, routes
-	Admin      Role = "admin"      // the gateway's administrators: everything
+	// Operator is control-room staff: they see and act on alerts.
+	Operator Role = "operator"
+	// Supervisor is a team lead: alerts, devices, quarantine and routes, and
+	// assigning incidents to investigators. No footage.
+	Supervisor Role = "supervisor"
+	// Investigator looks into incidents assigned to them: footage, retention,
+	// holds and release requests, scoped to those incidents.
+	Investigator Role = "investigator"
+	// IGOfficer is the information-governance officer: audit, approving
+	// releases, holds and retention across all evidence, subject access
+	// reports. Sees clip metadata but never the footage itself.
+	IGOfficer Role = "ig_officer"
+	// Admin runs the gateway: devices and users. No footage, no clip metadata.
+	Admin Role = "admin"
+	// Wearer is a member of staff who wears a camera: their own footage only.
+	// A wearer user is linked to the device wearer name in the registry.
+	Wearer Role = "wearer"
 )
-
-var ranks = map[Role]int{Operator: 1, Supervisor: 2, Admin: 3}
-
-// Valid reports whether r is a known role.
-func (r Role) Valid() bool { return ranks[r] > 0 }
 
 // Permission is one thing the API lets a caller do.
 type Permission string
 
-// Permissions, each granted from a minimum role.
+// Permissions.
 const (
 	ReadAlerts   Permission = "read_alerts"
 	ActOnAlerts  Permission = "act_on_alerts" // acknowledge, note, resolve
@@ -55,157 +58,147 @@ const (
 	// ReadEvidenceStatus shows the footage backlog and checkpoints: counts,
 	// never footage or who is in it.
 	ReadEvidenceStatus Permission = "read_evidence_status"
+	// ManageDevices registers and retires buttons and cameras.
+	ManageDevices Permission = "manage_devices"
+	// ManageUsers adds and disables users and issues their tokens.
+	ManageUsers Permission = "manage_users"
+	// SearchClips lists clip metadata (camera, times, incident), not footage.
+	SearchClips Permission = "search_clips"
+	// ViewFootage gets a presigned link to the footage itself.
+	ViewFootage Permission = "view_footage"
+	// AssignIncidents assigns incidents to investigators, which is what an
+	// investigator's ScopeAssigned follows.
+	AssignIncidents Permission = "assign_incidents"
+	// CloseIncident marks an incident's evidence released, starting its
+	// post-release retention period.
+	CloseIncident Permission = "close_incident"
+	// ExtendRetention keeps footage longer (never shorter).
+	ExtendRetention Permission = "extend_retention"
+	// SetLegalHold places a legal hold.
+	SetLegalHold Permission = "set_legal_hold"
+	// LiftLegalHold lifts one: deliberately not the same people who set them.
+	LiftLegalHold Permission = "lift_legal_hold"
+	// RequestRelease asks for an evidence package to be released to police.
+	RequestRelease Permission = "request_release"
+	// ApproveRelease approves a request made by someone else.
+	ApproveRelease Permission = "approve_release"
+	// ExportRelease builds the approved evidence package.
+	ExportRelease Permission = "export_release"
+	// ReadAudit reads and verifies the audit trail.
+	ReadAudit Permission = "read_audit"
+	// SubjectAccess produces a subject access request (SAR) report.
+	SubjectAccess Permission = "subject_access"
 )
 
-var minimum = map[Permission]Role{
-	ReadAlerts: Operator, ActOnAlerts: Operator,
-	ReadDevices: Supervisor, ReadRejected: Supervisor, ReadRoutes: Supervisor, ReadEvidenceStatus: Supervisor,
+// Scope is how much of what a permission covers a role may reach. Scopes
+// are ordered: a larger scope includes the smaller ones.
+type Scope uint8
+
+// Scopes, narrowest first.
+const (
+	// ScopeNone refuses.
+	ScopeNone Scope = iota
+	// ScopeOwn covers only footage whose wearer is the caller's linked wearer
+	// (Principal.Wearer). An empty wearer matches nothing.
+	ScopeOwn
+	// ScopeAssigned covers only footage of incidents assigned to the caller
+	// (Principal.Name).
+	ScopeAssigned
+	// ScopeAll covers everything.
+	ScopeAll
+)
+
+// String names the scope as the API shows it.
+func (s Scope) String() string {
+	switch s {
+	case ScopeNone:
+		return "none"
+	case ScopeOwn:
+		return "own"
+	case ScopeAssigned:
+		return "assigned"
+	case ScopeAll:
+		return "all"
+	}
+	return "invalid"
 }
 
-// Allows reports whether role r grants p. Unknown permissions are refused.
-func (r Role) Allows(p Permission) bool {
-	need, ok := minimum[p]
-	return ok && ranks[r] >= ranks[need]
+// MarshalText makes scopes readable in JSON.
+func (s Scope) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// roleTable is the separation of duties: role → permission → scope. A
+// permission missing from a role's row is refused. It is never written after
+// initialisation; changing who may do what means changing this table (and
+// its table test, which lists every role against every permission).
+var roleTable = map[Role]map[Permission]Scope{
+	Operator: {
+		ReadAlerts: ScopeAll, ActOnAlerts: ScopeAll,
+	},
+	Supervisor: {
+		ReadAlerts: ScopeAll, ActOnAlerts: ScopeAll,
+		ReadDevices: ScopeAll, ReadRejected: ScopeAll, ReadRoutes: ScopeAll, ReadEvidenceStatus: ScopeAll,
+		AssignIncidents: ScopeAll,
+	},
+	Admin: {
+		ReadAlerts: ScopeAll, ActOnAlerts: ScopeAll,
+		ReadDevices: ScopeAll, ReadRejected: ScopeAll, ReadRoutes: ScopeAll, ReadEvidenceStatus: ScopeAll,
+		ManageDevices: ScopeAll, ManageUsers: ScopeAll,
+	},
+	Investigator: {
+		ReadAlerts:  ScopeAll,
+		SearchClips: ScopeAssigned, ViewFootage: ScopeAssigned,
+		ExtendRetention: ScopeAssigned, SetLegalHold: ScopeAssigned, CloseIncident: ScopeAssigned,
+		RequestRelease: ScopeAssigned, ExportRelease: ScopeAssigned,
+	},
+	IGOfficer: {
+		ReadAudit: ScopeAll, ApproveRelease: ScopeAll, ExportRelease: ScopeAll,
+		SetLegalHold: ScopeAll, LiftLegalHold: ScopeAll, ExtendRetention: ScopeAll,
+		SearchClips: ScopeAll, SubjectAccess: ScopeAll,
+		ReadEvidenceStatus: ScopeAll, AssignIncidents: ScopeAll, CloseIncident: ScopeAll,
+	},
+	Wearer: {
+		SearchClips: ScopeOwn, ViewFootage: ScopeOwn, SubjectAccess: ScopeOwn,
+	},
 }
 
-// Token is a stored token: never the secret itself.
-type Token struct {
-	ID      string    `json:"id"` // first characters of the hash: safe to show and log
-	Name    string    `json:"name"`
-	Role    Role      `json:"role"`
-	Hash    string    `json:"sha256"`
-	Created time.Time `json:"created"`
+// Roles lists every role, in a stable order for messages and listings.
+func Roles() []Role {
+	return []Role{Operator, Supervisor, Investigator, IGOfficer, Admin, Wearer}
 }
 
-// ErrUnknown is returned when a presented token matches none stored.
-var ErrUnknown = errors.New("access: unknown or revoked token")
-
-// tokenPrefix marks Vigil tokens so secret scanners can find leaked ones.
-const tokenPrefix = "vgl_"
-
-type file struct {
-	Tokens []Token `json:"tokens"`
+// Permissions lists every permission, in a stable order.
+func Permissions() []Permission {
+	return []Permission{ReadAlerts, ActOnAlerts, ReadDevices, ReadRejected, ReadRoutes, ReadEvidenceStatus,
+		ManageDevices, ManageUsers, SearchClips, ViewFootage, AssignIncidents, CloseIncident,
+		ExtendRetention, SetLegalHold, LiftLegalHold, RequestRelease, ApproveRelease, ExportRelease,
+		ReadAudit, SubjectAccess}
 }
 
-// Store is the token file.
-type Store struct {
-	path string
+// Valid reports whether r is a known role.
+func (r Role) Valid() bool { return slices.Contains(Roles(), r) }
 
-	mu     sync.Mutex
-	mod    time.Time
-	size   int64
-	tokens []Token
+// Scope returns how far role r may use p. Unknown roles and permissions get
+// ScopeNone.
+func (r Role) Scope(p Permission) Scope { return roleTable[r][p] }
+
+// Allows reports whether role r grants p in any scope. Callers of a scoped
+// permission must also apply Scope to what they return.
+func (r Role) Allows(p Permission) bool { return r.Scope(p) != ScopeNone }
+
+// Principal is who is calling: the user behind a token or a session.
+type Principal struct {
+	Name    string // the user's name: recorded on everything they do
+	Role    Role
+	Wearer  string // the linked device wearer name, for wearer users
+	Via     string // ViaToken or ViaSession
+	TokenID string // the token's ID when Via is ViaToken
 }
 
-// Open returns the token store at path (created on first Create).
-func Open(path string) *Store { return &Store{path: path} }
+// How a principal authenticated.
+const (
+	ViaToken   = "token"
+	ViaSession = "session"
+)
 
-func hash(secret string) string {
-	sum := sha256.Sum256([]byte(secret))
-	return hex.EncodeToString(sum[:])
-}
-
-// Create makes a token for name with role, stores its hash and returns the
-// secret, which is not kept anywhere.
-func (s *Store) Create(name string, role Role, now time.Time) (string, Token, error) {
-	name = strings.TrimSpace(name)
-	if name == "" || len(name) > 128 {
-		return "", Token{}, errors.New("access: name: must be 1-128 characters (the person or system the token is for)")
-	}
-	if !role.Valid() {
-		return "", Token{}, fmt.Errorf("access: role %q: must be operator, supervisor or admin", role)
-	}
-	raw := make([]byte, 20)
-	if _, err := rand.Read(raw); err != nil {
-		return "", Token{}, fmt.Errorf("access: %w", err)
-	}
-	secret := tokenPrefix + strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(raw))
-	h := hash(secret)
-	t := Token{ID: h[:12], Name: name, Role: role, Hash: h, Created: now.UTC()}
-	unlock, err := s.lock()
-	if err != nil {
-		return "", Token{}, err
-	}
-	defer unlock()
-	f, err := s.read()
-	if err != nil {
-		return "", Token{}, err
-	}
-	f.Tokens = append(f.Tokens, t)
-	b, err := json.MarshalIndent(f, "", "  ")
-	if err != nil {
-		return "", Token{}, fmt.Errorf("access: encode: %w", err)
-	}
-	if err := atomicfile.Write(s.path, append(b, '\n'), 0o600); err != nil {
-		return "", Token{}, fmt.Errorf("access: %w", err)
-	}
-	return secret, t, nil
-}
-
-// List returns the stored tokens (hashes, never secrets).
-func (s *Store) List() ([]Token, error) {
-	f, err := s.read()
-	return f.Tokens, err
-}
-
-// Authenticate returns the token whose secret was presented.
-func (s *Store) Authenticate(secret string) (Token, error) {
-	if !strings.HasPrefix(secret, tokenPrefix) {
-		return Token{}, ErrUnknown
-	}
-	tokens, err := s.current()
-	if err != nil {
-		return Token{}, err
-	}
-	h := []byte(hash(secret))
-	for _, t := range tokens {
-		if subtle.ConstantTimeCompare(h, []byte(t.Hash)) == 1 {
-			return t, nil
-		}
-	}
-	return Token{}, ErrUnknown
-}
-
-// current returns the tokens, re-reading the file if it changed on disk.
-func (s *Store) current() ([]Token, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	st, err := os.Stat(s.path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("access: %w", err)
-	}
-	if s.tokens == nil || !st.ModTime().Equal(s.mod) || st.Size() != s.size {
-		f, err := s.read()
-		if err != nil {
-			return nil, err
-		}
-		s.tokens, s.mod, s.size = slices.Clone(f.Tokens), st.ModTime(), st.Size()
-	}
-	return s.tokens, nil
-}
-
-func (s *Store) read() (file, error) {
-	var f file
-	b, err := os.ReadFile(s.path)
-	if errors.Is(err, os.ErrNotExist) {
-		return f, nil
-	}
-	if err != nil {
-		return f, fmt.Errorf("access: %w", err)
-	}
-	if err := json.Unmarshal(b, &f); err != nil {
-		return f, fmt.Errorf("access: %s is not a token file: %w", s.path, err)
-	}
-	return f, nil
-}
-
-func (s *Store) lock() (func(), error) {
-	unlock, err := atomicfile.Lock(s.path)
-	if err != nil {
-		return nil, fmt.Errorf("access: %w", err)
-	}
-	return unlock, nil
-}
+// Scope returns how far the principal's role may use p.
+func (p Principal) Scope(perm Permission) Scope { return p.Role.Scope(perm) }
