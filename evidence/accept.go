@@ -136,6 +136,13 @@ func (s *Service) Accept(ctx context.Context, sp ingest.Spooled) error {
 		if err := s.link(ctx, tx, e.Camera, e.Clip.Clip, inc, now); err != nil {
 			return err
 		}
+		closed, err := s.closedRetention(ctx, tx, inc)
+		if err != nil {
+			return err
+		}
+		if err := custody(ctx, tx, e.Camera, e.Clip.Clip, now, "evidential", fmt.Sprintf("recorded in incident %s's window: %s", inc, s.keptWords(closed))); err != nil {
+			return err
+		}
 	}
 	if _, err := tx.ExecContext(ctx, `DELETE FROM announced WHERE camera=? AND clip=?`, e.Camera, e.Clip.Clip); err != nil {
 		return err

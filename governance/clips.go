@@ -94,7 +94,10 @@ func (s *Service) Clips(ctx context.Context, who Who, q Search) ([]evidence.Clip
 		}
 		out = append(out, c)
 	}
-	r.Detail = strings.TrimSpace(fmt.Sprintf("%s: %d clips", q, len(out)))
+	r.Detail = fmt.Sprintf("%d clips found", len(out))
+	if q := q.String(); q != "" {
+		r.Detail += " for " + q
+	}
 	return out, s.record(ctx, who, r)
 }
 

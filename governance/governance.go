@@ -41,7 +41,9 @@ type Config struct {
 	// Organization, Contact and ContactEmail go into evidence packages'
 	// bag-info.txt (Source-Organization, Contact-Name, Contact-Email).
 	Organization, Contact, ContactEmail string
-	Logger                              *slog.Logger
+	// Location is the time zone reports show times in (time.Local).
+	Location *time.Location
+	Logger   *slog.Logger
 	Now                                 func() time.Time
 }
 
@@ -60,6 +62,9 @@ func (c *Config) defaults() {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Location == nil {
+		c.Location = time.Local
 	}
 	if c.Now == nil {
 		c.Now = time.Now

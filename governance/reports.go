@@ -63,7 +63,7 @@ func (s *Service) SubjectAccess(ctx context.Context, who Who, wearer string) (re
 	if err != nil {
 		return report.SAR{}, err
 	}
-	sar := report.SAR{Wearer: wearer, Generated: s.cfg.Now()}
+	sar := report.SAR{Wearer: wearer, Generated: s.cfg.Now(), Location: s.cfg.Location}
 	mine := map[string]bool{}
 	for _, c := range clips {
 		if c.Wearer != wearer {

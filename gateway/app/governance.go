@@ -31,8 +31,13 @@ func openGovernance(ctx context.Context, cfg Config, db *sql.DB, accounts *acces
 	if err != nil {
 		return nil, nil, err
 	}
+	opts, err := g.ReportOptions()
+	if err != nil {
+		return nil, nil, err
+	}
 	svc, err := governance.New(ctx, db, ev, accounts, al, governance.Config{LinkTTL: g.LinkTTL, MinJustification: g.MinJustification,
-		SweepInterval: g.SweepInterval, Organization: g.Organization, Contact: g.Contact, ContactEmail: g.ContactEmail, Logger: log})
+		SweepInterval: g.SweepInterval, Organization: g.Organization, Contact: g.Contact, ContactEmail: g.ContactEmail,
+		Location: opts.Location, Logger: log})
 	if err != nil {
 		return nil, nil, err
 	}
