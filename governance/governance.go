@@ -44,7 +44,7 @@ type Config struct {
 	// Location is the time zone reports show times in (time.Local).
 	Location *time.Location
 	Logger   *slog.Logger
-	Now                                 func() time.Time
+	Now      func() time.Time
 }
 
 func (c *Config) defaults() {
