@@ -7,8 +7,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -147,23 +149,7 @@ func auditCmd(sub string, args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		w, done, err := outFile(*out, stdout)
-		if err != nil {
-			return err
-		}
-		switch *format {
-		case "csv":
-			err = rep.CSV(w)
-		case "html":
-			err = rep.HTML(w)
-		case "json":
-			err = jsonOut(w, rep)
-		case "text":
-			err = rep.Text(w)
-		default:
-			err = fmt.Errorf("--format %q: text, csv, html or json", *format)
-		}
-		return errors.Join(err, done())
+		return render(*out, stdout, *format, rep, map[string]func(io.Writer) error{"text": rep.Text, "csv": rep.CSV, "html": rep.HTML})
 	}
 	return fmt.Errorf("audit: unknown command %q (verify, report)", sub)
 }
@@ -201,21 +187,25 @@ func sarCmd(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	w, done, err := outFile(*out, stdout)
+	return render(*out, stdout, *format, sar, map[string]func(io.Writer) error{"text": sar.Text, "html": sar.HTML})
+}
+
+// render writes a report to --out (or stdout) in the format asked for:
+// one of the report's own renderings, or JSON of v.
+func render(out string, stdout io.Writer, format string, v any, formats map[string]func(io.Writer) error) error {
+	write, ok := formats[format]
+	if format == "json" {
+		write, ok = func(w io.Writer) error { return jsonOut(w, v) }, true
+	}
+	if !ok {
+		names := slices.Sorted(maps.Keys(formats))
+		return fmt.Errorf("--format %q: %s or json", format, strings.Join(names, ", "))
+	}
+	w, done, err := outFile(out, stdout)
 	if err != nil {
 		return err
 	}
-	switch *format {
-	case "text":
-		err = sar.Text(w)
-	case "html":
-		err = sar.HTML(w)
-	case "json":
-		err = jsonOut(w, sar)
-	default:
-		err = fmt.Errorf("--format %q: text, html or json", *format)
-	}
-	return errors.Join(err, done())
+	return errors.Join(write(w), done())
 }
 
 // releaseCmd runs `vigil release request|approve|refuse|list`.

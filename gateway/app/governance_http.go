@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -87,12 +88,8 @@ func (a *App) listClips(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	s := governance.Search{Wearer: q.Get("wearer"), Camera: q.Get("camera"), Incident: q.Get("incident")}
 	var err error
-	if s.From, err = queryTime(q.Get("from")); err != nil {
-		writeError(w, http.StatusBadRequest, fmt.Errorf("from: %w", err))
-		return
-	}
-	if s.To, err = queryTime(q.Get("to")); err != nil {
-		writeError(w, http.StatusBadRequest, fmt.Errorf("to: %w", err))
+	if s.From, s.To, err = queryRange(q); err != nil {
+		writeError(w, http.StatusBadRequest, err)
 		return
 	}
 	clips, err := a.gov.Clips(r.Context(), who(r), s)
@@ -107,15 +104,24 @@ func (a *App) listClips(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"clips": out})
 }
 
-func queryTime(s string) (time.Time, error) {
-	if s == "" {
-		return time.Time{}, nil
+// queryRange reads the optional ?from= and ?to= (RFC 3339) of a request.
+func queryRange(q url.Values) (from, to time.Time, err error) {
+	parse := func(name string) (time.Time, error) {
+		s := q.Get(name)
+		if s == "" {
+			return time.Time{}, nil
+		}
+		t, err := time.Parse(time.RFC3339, s)
+		if err != nil {
+			return t, fmt.Errorf("%s: %q is not an RFC 3339 time", name, s)
+		}
+		return t, nil
 	}
-	t, err := time.Parse(time.RFC3339, s)
-	if err != nil {
-		return t, fmt.Errorf("%q is not an RFC 3339 time", s)
+	if from, err = parse("from"); err != nil {
+		return
 	}
-	return t, nil
+	to, err = parse("to")
+	return
 }
 
 // decode reads a JSON request body strictly.
@@ -319,12 +325,8 @@ func (a *App) auditReport(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	rq := governance.ReportQuery{User: q.Get("user"), Camera: q.Get("camera"), Clip: q.Get("clip"), Incident: q.Get("incident"), Options: a.reportOptions}
 	var err error
-	if rq.From, err = queryTime(q.Get("from")); err != nil {
-		writeError(w, http.StatusBadRequest, fmt.Errorf("from: %w", err))
-		return
-	}
-	if rq.To, err = queryTime(q.Get("to")); err != nil {
-		writeError(w, http.StatusBadRequest, fmt.Errorf("to: %w", err))
+	if rq.From, rq.To, err = queryRange(q); err != nil {
+		writeError(w, http.StatusBadRequest, err)
 		return
 	}
 	rep, err := a.gov.AuditReport(r.Context(), who(r), rq)
