@@ -10,20 +10,25 @@ import (
 
 // Clip is one clip as the gateway holds it.
 type Clip struct {
-	Camera, Clip, Site, Wearer string
-	Index                      int64
-	Start, End, Received       time.Time
-	Size                       int64
-	SHA256                     string
-	Ingest                     string
-	ObjectKey                  string
-	State                      string // queued, uploaded
-	Category                   string
-	RetainUntil                time.Time
-	LegalHold                  bool
-	Uploaded                   time.Time
-	LastError                  string
-	Incidents                  []string
+	Camera      string    `json:"camera"`
+	Clip        string    `json:"clip"`
+	Site        string    `json:"site"`
+	Wearer      string    `json:"wearer"`
+	Index       int64     `json:"ledger_index"`
+	Start       time.Time `json:"start"`
+	End         time.Time `json:"end"`
+	Received    time.Time `json:"received"`
+	Size        int64     `json:"size"`
+	SHA256      string    `json:"sha256"`
+	Ingest      string    `json:"ingest"`
+	ObjectKey   string    `json:"object_key"`
+	State       string    `json:"state"` // queued, uploaded, deleted
+	Category    string    `json:"category"`
+	RetainUntil time.Time `json:"retain_until"`
+	LegalHold   bool      `json:"legal_hold"`
+	Uploaded    time.Time `json:"uploaded,omitzero"`
+	LastError   string    `json:"last_error,omitempty"`
+	Incidents   []string  `json:"incidents"`
 }
 
 // Filter selects clips; zero fields match everything.
