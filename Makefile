@@ -53,6 +53,7 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzVerify -fuzztime=$(FUZZTIME) -fuzzminimizetime=5s ./evidence/exhibit/
 	$(GO) test -run='^$$' -fuzz=FuzzParseSealText -fuzztime=$(FUZZTIME) ./governance/audit/
 	$(GO) test -run='^$$' -fuzz=FuzzParseHash -fuzztime=$(FUZZTIME) ./governance/access/
+	$(GO) test -run='^$$' -fuzz=FuzzRender -fuzztime=$(FUZZTIME) ./gateway/monthly/
 
 # bench: micro-benchmarks, the end-to-end ones (BENCHMARKS.md §1-4), then the
 # evidence path against MinIO beside mc (§5, about 5 min; --bench installs mc).
