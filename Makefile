@@ -19,14 +19,14 @@ build:
 run: build
 	$(BIN)/vigil run
 
-# testenv installs Mosquitto, socat and the independent DC-09 receiver when
-# they are missing; it is a no-op on a machine that has them.
+# testenv installs Mosquitto, socat, Chromium and the independent DC-09
+# receiver when they are missing; it is a no-op on a machine that has them.
 testenv:
 	@deploy/testenv/install.sh > $(BIN)/.testenv || (rm -f $(BIN)/.testenv; exit 1)
 
 test: | $(BIN)
 	@deploy/testenv/install.sh > $(BIN)/.testenv
-	. ./$(BIN)/.testenv && export VIGIL_SIA_DIR VIGIL_MINIO && \
+	. ./$(BIN)/.testenv && export VIGIL_SIA_DIR VIGIL_MINIO VIGIL_CHROMIUM && \
 	  $(GO) vet $(PKGS) && \
 	  $(GO) test -race -shuffle=on -timeout 12m $(PKGS)
 	$(MAKE) --no-print-directory cross

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Installs what Vigil's integration tests need, idempotently: Mosquitto and
-# socat from Debian packages, the independent DC-09 receiver used for the
-# interoperability test (npm package iobroker.sia, pinned) under a cache
-# directory, and the MinIO server for the object-store tests (built with go
-# install at a pinned version). With --bench it also installs the MinIO client
-# mc, the peer for upload benchmarks. Anything already present is skipped, so
+# Installs what Vigil's integration tests need, idempotently: Mosquitto,
+# socat and Chromium (for the console's browser tests) from Debian packages,
+# the independent DC-09 receiver used for the interoperability test (npm
+# package iobroker.sia, pinned) under a cache directory, and the MinIO server
+# for the object-store tests (built with go install at a pinned version). With
+# --bench it also installs the MinIO client mc, the peer for upload
+# benchmarks. Anything already present is skipped, so
 # a second run costs nothing. Prints where things are as shell assignments on
 # stdout's last lines.
 set -euo pipefail
@@ -24,6 +25,9 @@ need_apt=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
 command -v mosquitto_pub >/dev/null 2>&1 || need_apt+=(mosquitto-clients)
 command -v socat >/dev/null 2>&1 || need_apt+=(socat)
+# Headless Chromium drives the console's browser tests (chromedp): ~480 MB,
+# ~35 s, once.
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "testenv: installing ${need_apt[*]} from Debian packages" >&2
   sudo=""
@@ -89,6 +93,7 @@ fi
 
 echo "VIGIL_SIA_DIR=$sia_dir"
 echo "VIGIL_MINIO=$gobin/minio"
+echo "VIGIL_CHROMIUM=$(command -v chromium)"
 if $bench; then
   echo "VIGIL_MC=$gobin/mc"
 fi

@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -169,6 +170,12 @@ type Options struct {
 	HeartbeatInterval  time.Duration // when a device does not say (default 60s)
 	BatteryThreshold   int           // percent; below it a low-battery alert (default 20)
 	BatteryGroupWindow time.Duration // one low-battery notification per site per window (default 15m)
+	// OnChange, if set, is called after each committed transaction that
+	// changed (or may have changed) an alert, a device's status or an amber
+	// session, so that live views re-read them. It is never called for a
+	// transaction that rolled back. It runs on the committing goroutine, on
+	// the alert path: it must return at once (signal, never block).
+	OnChange func()
 }
 
 func (o *Options) defaults() {
@@ -198,6 +205,9 @@ type Engine struct {
 	routes Routes
 	opts   Options
 	now    func() time.Time
+	// onChange is Options.OnChange or what SetOnChange set; atomic so a
+	// listener can be attached while transactions run.
+	onChange atomic.Pointer[func()]
 	// OnDelivered, if set, is told of each first delivery (after the
 	// transaction commits is not guaranteed: use it for metrics only).
 	OnDelivered func(a Alert)
@@ -220,7 +230,28 @@ func New(db *bolt.DB, routes Routes, opts Options) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("alert: init: %w", err)
 	}
-	return &Engine{db: db, routes: routes, opts: opts, now: opts.Now}, nil
+	e := &Engine{db: db, routes: routes, opts: opts, now: opts.Now}
+	e.SetOnChange(opts.OnChange)
+	return e, nil
+}
+
+// SetOnChange replaces the change listener (see Options.OnChange); nil
+// removes it. It is safe to call while the engine is in use: transactions
+// already under way may still report to the previous listener.
+func (e *Engine) SetOnChange(f func()) {
+	if f == nil {
+		e.onChange.Store(nil)
+		return
+	}
+	e.onChange.Store(&f)
+}
+
+// changed has the change listener told once tx commits: listeners must
+// never see a change that a rollback then undid.
+func (e *Engine) changed(tx *bolt.Tx) {
+	if f := e.onChange.Load(); f != nil {
+		tx.OnCommit(*f)
+	}
 }
 
 // IDForKey turns an idempotency key ("btn-1:42") into an alert id ("btn-1.42"),
@@ -230,6 +261,8 @@ func IDForKey(key string) string { return strings.ReplaceAll(key, ":", ".") }
 // Apply is the journal's ApplyFunc: it records device status and raises or
 // cancels alerts for the event, queueing their messages.
 func (e *Engine) Apply(tx *bolt.Tx, rec journal.Record, key string) error {
+	// Every event at least updates its device's status.
+	e.changed(tx)
 	st, err := e.recordStatus(tx, rec)
 	if err != nil {
 		return err
@@ -429,6 +462,7 @@ func (e *Engine) Delivered(tx *bolt.Tx, en outbox.Entry) error {
 	if err != nil {
 		return err
 	}
+	e.changed(tx)
 	first := a.DeliveredAt.IsZero()
 	if first {
 		a.DeliveredAt, a.DeliveredVia = en.DoneAt, en.Route
@@ -473,7 +507,7 @@ func (e *Engine) RaiseSystem(kind, site, text string) (Alert, error) {
 	now := e.now()
 	a := Alert{ID: fmt.Sprintf("sys.%s.%d", kind, now.UnixNano()), Event: kind, Priority: P2, Site: site,
 		Verified: true, Text: text, EventTime: now}
-	err := e.db.Update(func(tx *bolt.Tx) error { return e.raise(tx, &a) })
+	err := e.db.Update(func(tx *bolt.Tx) error { e.changed(tx); return e.raise(tx, &a) })
 	if err != nil {
 		return Alert{}, fmt.Errorf("alert: raise %s: %w", kind, err)
 	}
@@ -551,6 +585,7 @@ func (e *Engine) update(id string, f func(*bolt.Tx, *Alert, time.Time) error) (A
 		if err := f(tx, &a, e.now()); err != nil {
 			return err
 		}
+		e.changed(tx)
 		return putJSON(tx.Bucket(bucketAlerts), a.ID, a)
 	})
 	return a, err

@@ -112,6 +112,7 @@ func (e *Engine) amberCheckin(tx *bolt.Tx, rec journal.Record) error {
 
 // Fire is the timer wheel's FireFunc.
 func (e *Engine) Fire(tx *bolt.Tx, t timer.Timer) error {
+	e.changed(tx)
 	switch t.Kind {
 	case timerAmberDue, timerAmberGrace:
 		return e.amberFire(tx, t)
