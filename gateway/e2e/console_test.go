@@ -45,6 +45,11 @@ func chromiumPath(t *testing.T) string {
 // test: the console must run under its own policy.
 func browser(t *testing.T) context.Context {
 	t.Helper()
+	// Chromium's helper processes can still be writing the profile for a
+	// moment after the browser is stopped, which would fail t.TempDir's
+	// cleanup: remove it ourselves, retrying until they are gone.
+	profile, err := os.MkdirTemp("", "vigil-console-chromium")
+	require.NoError(t, err)
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(chromiumPath(t)),
 		chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
@@ -53,7 +58,7 @@ func browser(t *testing.T) context.Context {
 		chromedp.Flag("disable-component-update", true),
 		chromedp.Flag("disable-sync", true),
 		chromedp.Flag("autoplay-policy", "no-user-gesture-required"),
-		chromedp.UserDataDir(t.TempDir()),
+		chromedp.UserDataDir(profile),
 	)
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancelCtx := chromedp.NewContext(actx)
@@ -77,6 +82,9 @@ func browser(t *testing.T) context.Context {
 		cancelTimeout()
 		cancelCtx()
 		cancelAlloc()
+		for deadline := time.Now().Add(10 * time.Second); os.RemoveAll(profile) != nil && time.Now().Before(deadline); {
+			time.Sleep(50 * time.Millisecond)
+		}
 		mu.Lock()
 		defer mu.Unlock()
 		for _, p := range problems {
