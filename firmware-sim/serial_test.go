@@ -289,9 +289,14 @@ func TestSerialRelayWithFaultsDeliversEveryEventExactlyOnce(t *testing.T) {
 	waitAcked(t, r, presses...)
 
 	// Every frame the relay put on the line has been read once the port's
-	// counts catch up with the relay's: each forged frame is one "mac".
+	// counts catch up with the relay's: each forged frame is one "mac", and
+	// each replay (which may trail the last ack) is one more valid frame.
 	assert.Eventually(t, func() bool { return g.port.Stats().Rejected["mac"] == r.Stats().WrongKey }, serialWait, time.Millisecond,
 		"one mac rejection per forged frame")
+	assert.Eventually(t, func() bool {
+		valid, _ := g.snapshot()
+		return uint64(len(valid)) >= uint64(len(presses))+r.Stats().Replayed
+	}, serialWait, time.Millisecond, "every press and every replay delivered")
 	s := r.Stats()
 	require.Positive(t, s.WrongKey)
 	require.Positive(t, s.Truncated)
