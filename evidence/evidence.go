@@ -24,9 +24,9 @@ import (
 
 	"golang.org/x/mod/sumdb/note"
 
-	"github.com/vigil-gw/vigil/evidence/internal/sqlitedb"
 	"github.com/vigil-gw/vigil/evidence/ledger"
 	"github.com/vigil-gw/vigil/evidence/objstore"
+	"github.com/vigil-gw/vigil/evidence/sqlitedb"
 )
 
 // Files and directories under the state directory.

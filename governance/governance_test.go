@@ -21,9 +21,9 @@ import (
 	"github.com/vigil-gw/vigil/evidence/ingest"
 	"github.com/vigil-gw/vigil/evidence/objstore"
 	"github.com/vigil-gw/vigil/evidence/objstore/s3test"
+	"github.com/vigil-gw/vigil/evidence/sqlitedb"
 	"github.com/vigil-gw/vigil/governance/access"
 	"github.com/vigil-gw/vigil/governance/audit"
-	"github.com/vigil-gw/vigil/governance/internal/sqlitedb"
 )
 
 type cameras map[string]evidence.Camera

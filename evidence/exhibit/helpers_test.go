@@ -18,8 +18,8 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/mod/sumdb/note"
 
-	"github.com/vigil-gw/vigil/evidence/internal/sqlitedb"
 	"github.com/vigil-gw/vigil/evidence/ledger"
+	"github.com/vigil-gw/vigil/evidence/sqlitedb"
 )
 
 const testOrigin = "vigil.test/site-a/evidence"

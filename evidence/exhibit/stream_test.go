@@ -14,8 +14,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/vigil-gw/vigil/evidence/internal/sqlitedb"
 	"github.com/vigil-gw/vigil/evidence/ledger"
+	"github.com/vigil-gw/vigil/evidence/sqlitedb"
 )
 
 // patternReader yields n bytes of a fixed pattern without holding them.

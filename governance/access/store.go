@@ -13,7 +13,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/vigil-gw/vigil/governance/internal/sqlitedb"
+	"github.com/vigil-gw/vigil/evidence/sqlitedb"
 )
 
 // DBFile is the governance database's file name in the state directory. The

@@ -265,7 +265,7 @@ CREATE TABLE IF NOT EXISTS audit_seals (
 `
 
 // Open returns the audit log stored in db, creating its tables (prefix
-// "audit_") if missing. db should come from governance/internal/sqlitedb,
+// "audit_") if missing. db should come from evidence/sqlitedb,
 // whose synchronous=FULL is what makes an appended record durable.
 func Open(ctx context.Context, db *sql.DB, cfg Config) (*Log, error) {
 	cfg = cfg.withDefaults()

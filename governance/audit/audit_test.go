@@ -16,7 +16,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/vigil-gw/vigil/governance/internal/sqlitedb"
+	"github.com/vigil-gw/vigil/evidence/sqlitedb"
 )
 
 func TestAppendVerifyRoundTrip(t *testing.T) {

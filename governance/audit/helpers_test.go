@@ -17,7 +17,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/vigil-gw/vigil/evidence/objstore"
-	"github.com/vigil-gw/vigil/governance/internal/sqlitedb"
+	"github.com/vigil-gw/vigil/evidence/sqlitedb"
 )
 
 const testOrigin = "vigil.test/gw-1/audit"

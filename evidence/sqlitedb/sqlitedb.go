@@ -1,9 +1,8 @@
-// Package sqlitedb opens the governance database (users, sessions, the audit
-// trail, release requests): SQLite (modernc.org/sqlite, pure Go, so the arm
-// builds need no C toolchain) in WAL mode with full synchronous commits, so a
-// committed row survives a power cut. It repeats evidence/internal/sqlitedb
-// because governance may not import evidence internals; the pragmas must stay
-// the same.
+// Package sqlitedb opens Vigil's SQLite databases (the evidence database and
+// the governance database of users, the audit trail and releases):
+// modernc.org/sqlite, pure Go, so the arm builds need no C toolchain, in WAL
+// mode with full synchronous commits, so a committed row survives a power
+// cut. Both use this one opener so their durability settings cannot drift.
 package sqlitedb
 
 import (
@@ -19,8 +18,8 @@ import (
 // private; callers keep the state directory 0750 or tighter.
 //
 // synchronous=FULL is SQLite's default but is set explicitly: in WAL mode
-// NORMAL would let the last commits vanish on power loss, and an audit
-// record of a footage access must not.
+// NORMAL would let the last commits vanish on power loss, and neither a clip
+// acknowledged to a camera nor an audit record of a footage access may.
 func Open(path string) (*sql.DB, error) {
 	q := url.Values{}
 	q.Add("_pragma", "journal_mode(WAL)")
