@@ -60,7 +60,7 @@ func (s *Service) Link(ctx context.Context, camera, clip string, ttl time.Durati
 	if err != nil {
 		return "", err
 	}
-	if c.State == stateDeleted {
+	if c.Deleted() {
 		return "", fmt.Errorf("%w: %s/%s", ErrDeleted, camera, clip)
 	}
 	p, ok := s.store.(presigner)

@@ -31,6 +31,10 @@ type Clip struct {
 	Incidents   []string  `json:"incidents"`
 }
 
+// Deleted reports whether the sweeper deleted the clip's footage (its
+// record and ledger entry stay).
+func (c Clip) Deleted() bool { return c.State == stateDeleted }
+
 // Filter selects clips; zero fields match everything.
 type Filter struct {
 	Camera   string

@@ -76,7 +76,7 @@ func (s *Service) liveClip(ctx context.Context, camera, clip string) (Clip, erro
 	if err != nil {
 		return c, err
 	}
-	if c.State == stateDeleted {
+	if c.Deleted() {
 		return c, fmt.Errorf("%w: %s/%s", ErrDeleted, camera, clip)
 	}
 	return c, nil

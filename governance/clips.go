@@ -62,12 +62,8 @@ func (s *Service) Clips(ctx context.Context, who Who, q Search) ([]evidence.Clip
 		q.Wearer = who.Wearer
 	case access.ScopeAssigned:
 		if q.Incident != "" {
-			ok, err := s.assigned(ctx, q.Incident, who.Name)
-			if err != nil {
+			if err := s.needAssigned(ctx, who, r, sc, q.Incident); err != nil {
 				return nil, err
-			}
-			if !ok {
-				return nil, s.refuse(ctx, who, r, true, "incident %s is not assigned to %s", q.Incident, who.Name)
 			}
 		}
 	}
@@ -184,8 +180,8 @@ func (s *Service) clipFor(ctx context.Context, who Who, r audit.Record, sc acces
 	if err != nil {
 		return c, err
 	}
-	if !s.justified(why) {
-		return c, s.refuse(ctx, who, r, false, "a justification of at least %d characters is required", s.cfg.MinJustification)
+	if err := s.needWhy(ctx, who, r, why, "justification"); err != nil {
+		return c, err
 	}
 	switch {
 	case len(c.Incidents) > 0 && incident == "":
@@ -209,7 +205,7 @@ func (s *Service) clipFor(ctx context.Context, who Who, r audit.Record, sc acces
 			return c, s.refuse(ctx, who, r, true, "clip %s/%s is not footage of an incident assigned to %s", camera, clip, who.Name)
 		}
 	}
-	if c.State == "deleted" {
+	if c.Deleted() {
 		return c, s.refuse(ctx, who, r, false, "clip %s/%s was deleted under the retention policy", camera, clip)
 	}
 	return c, nil

@@ -147,7 +147,7 @@ type Who struct {
 
 // System is Vigil itself, for what it does without a person (making footage
 // evidential on a duress, sweeping expired footage).
-var System = Who{Principal: access.Principal{Name: "vigil", Role: "system"}}
+var System = Who{Principal: access.Principal{Name: audit.SystemActor, Role: audit.RoleSystem}}
 
 // record appends an audit record for who; a failure to audit fails the
 // request, because an unaudited access must not happen.
@@ -191,9 +191,29 @@ func roleName(r access.Role) string {
 	return string(r)
 }
 
-// justified checks a justification's length.
-func (s *Service) justified(why string) bool {
-	return utf8.RuneCountInString(strings.TrimSpace(why)) >= s.cfg.MinJustification
+// needWhy refuses (audited) a request whose justification, or reason, is
+// shorter than MinJustification characters.
+func (s *Service) needWhy(ctx context.Context, who Who, r audit.Record, why, what string) error {
+	if utf8.RuneCountInString(strings.TrimSpace(why)) >= s.cfg.MinJustification {
+		return nil
+	}
+	return s.refuse(ctx, who, r, false, "a %s of at least %d characters is required", what, s.cfg.MinJustification)
+}
+
+// needAssigned refuses (audited) a caller whose scope is only the incidents
+// assigned to them, when incident is not one of those.
+func (s *Service) needAssigned(ctx context.Context, who Who, r audit.Record, sc access.Scope, incident string) error {
+	if sc != access.ScopeAssigned {
+		return nil
+	}
+	ok, err := s.assigned(ctx, incident, who.Name)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return s.refuse(ctx, who, r, true, "incident %s is not assigned to %s", incident, who.Name)
+	}
+	return nil
 }
 
 // assigned reports whether an incident is assigned to a user.
@@ -216,8 +236,8 @@ func (s *Service) Assign(ctx context.Context, who Who, incident, user, why strin
 	if err != nil || u.Role != access.Investigator {
 		return s.refuse(ctx, who, r, false, "%q is not an investigator", user)
 	}
-	if !s.justified(why) {
-		return s.refuse(ctx, who, r, false, "a justification of at least %d characters is required", s.cfg.MinJustification)
+	if err := s.needWhy(ctx, who, r, why, "justification"); err != nil {
+		return err
 	}
 	if _, err := s.db.ExecContext(ctx, `INSERT INTO gov_assignments(incident, user, by, at_ms) VALUES(?,?,?,?) ON CONFLICT DO NOTHING`,
 		incident, user, who.Name, s.cfg.Now().UnixMilli()); err != nil {

@@ -67,17 +67,11 @@ func (s *Service) RequestRelease(ctx context.Context, who Who, req ReleaseReques
 			return Release{}, s.refuse(ctx, who, r, false, "%s: required, one line of at most 200 characters", f.name)
 		}
 	}
-	if !s.justified(req.Why) {
-		return Release{}, s.refuse(ctx, who, r, false, "a justification of at least %d characters is required", s.cfg.MinJustification)
+	if err := s.needWhy(ctx, who, r, req.Why, "justification"); err != nil {
+		return Release{}, err
 	}
-	if sc == access.ScopeAssigned {
-		ok, err := s.assigned(ctx, req.Incident, who.Name)
-		if err != nil {
-			return Release{}, err
-		}
-		if !ok {
-			return Release{}, s.refuse(ctx, who, r, true, "incident %s is not assigned to %s", req.Incident, who.Name)
-		}
+	if err := s.needAssigned(ctx, who, r, sc, req.Incident); err != nil {
+		return Release{}, err
 	}
 	clips, err := s.releasable(ctx, req.Incident)
 	if err != nil {
@@ -110,7 +104,7 @@ func (s *Service) releasable(ctx context.Context, incident string) ([]evidence.C
 	}
 	var out []evidence.Clip
 	for _, c := range all {
-		if c.State != "deleted" {
+		if !c.Deleted() {
 			out = append(out, c)
 		}
 	}
@@ -137,8 +131,9 @@ func (s *Service) Decide(ctx context.Context, who Who, id string, approve bool, 
 		return rel, s.refuse(ctx, who, r, true, "%s made request %s and may not decide it: another IG officer must", who.Name, id)
 	case rel.State != Requested:
 		return rel, s.refuse(ctx, who, r, false, "request %s was already %s by %s", id, rel.State, rel.DecidedBy)
-	case !s.justified(reason):
-		return rel, s.refuse(ctx, who, r, false, "a reason of at least %d characters is required", s.cfg.MinJustification)
+	}
+	if err := s.needWhy(ctx, who, r, reason, "reason"); err != nil {
+		return rel, err
 	}
 	state := Approved
 	if !approve {
@@ -238,14 +233,8 @@ func (s *Service) Export(ctx context.Context, who Who, id string, w io.Writer) (
 	if rel.State != Approved {
 		return rel, s.refuse(ctx, who, r, true, "request %s is %s: a package is built only after an IG officer other than the requester approves it", id, rel.State)
 	}
-	if sc == access.ScopeAssigned {
-		ok, err := s.assigned(ctx, rel.Incident, who.Name)
-		if err != nil {
-			return rel, err
-		}
-		if !ok {
-			return rel, s.refuse(ctx, who, r, true, "incident %s is not assigned to %s", rel.Incident, who.Name)
-		}
+	if err := s.needAssigned(ctx, who, r, sc, rel.Incident); err != nil {
+		return rel, err
 	}
 	pkg, err := s.buildPackage(ctx, who, rel)
 	if err != nil {

@@ -71,7 +71,7 @@ func (s *Service) SubjectAccess(ctx context.Context, who Who, wearer string) (re
 		}
 		mine[c.Camera+"/"+c.Clip] = true
 		sar.Clips = append(sar.Clips, report.SARClip{Camera: c.Camera, Clip: c.Clip, Site: c.Site, Start: c.Start, End: c.End,
-			Category: c.Category, Incidents: c.Incidents, Deleted: c.State == "deleted"})
+			Category: c.Category, Incidents: c.Incidents, Deleted: c.Deleted()})
 	}
 	recs, err := s.audit.Query(ctx, audit.Query{})
 	if err != nil {

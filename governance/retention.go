@@ -67,17 +67,11 @@ func (s *Service) CloseIncident(ctx context.Context, who Who, incident, why stri
 	if err != nil {
 		return nil, err
 	}
-	if sc == access.ScopeAssigned {
-		ok, err := s.assigned(ctx, incident, who.Name)
-		if err != nil {
-			return nil, err
-		}
-		if !ok {
-			return nil, s.refuse(ctx, who, r, true, "incident %s is not assigned to %s", incident, who.Name)
-		}
+	if err := s.needAssigned(ctx, who, r, sc, incident); err != nil {
+		return nil, err
 	}
-	if !s.justified(why) {
-		return nil, s.refuse(ctx, who, r, false, "a justification of at least %d characters is required", s.cfg.MinJustification)
+	if err := s.needWhy(ctx, who, r, why, "justification"); err != nil {
+		return nil, err
 	}
 	refs, err := s.ev.CloseIncident(ctx, incident, who.Name, why)
 	if err != nil {
