@@ -113,12 +113,12 @@ func (s *Service) Accept(ctx context.Context, sp ingest.Spooled) error {
 		return fmt.Errorf("evidence: accept: %w", err)
 	}
 	defer tx.Rollback()
-	for _, inc := range incidents {
-		closed, err := s.closedRetention(ctx, tx, inc)
-		if err != nil {
+	closed := make([]int64, len(incidents)) // each incident's retention for its footage (0: open)
+	for i, inc := range incidents {
+		if closed[i], err = s.closedRetention(ctx, tx, inc); err != nil {
 			return fmt.Errorf("evidence: accept %s/%s: %w", sp.Camera, sp.Clip, err)
 		}
-		category, retain, hold = Evidential, max(retain, closed), hold || closed == 0
+		category, retain, hold = Evidential, max(retain, closed[i]), hold || closed[i] == 0
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO clips(camera, clip, idx, site, wearer, start_ms, end_ms, size, sha256, ingest, received_ms,
 		object_key, spool_path, state, category, retain_until_ms, legal_hold) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
@@ -132,15 +132,11 @@ func (s *Service) Accept(ctx context.Context, sp ingest.Spooled) error {
 	if err := custody(ctx, tx, e.Camera, e.Clip.Clip, now, "ledgered", fmt.Sprintf("ledger entry %d, entry hash %s", e.Index, e.Hash)); err != nil {
 		return err
 	}
-	for _, inc := range incidents {
+	for i, inc := range incidents {
 		if err := s.link(ctx, tx, e.Camera, e.Clip.Clip, inc, now); err != nil {
 			return err
 		}
-		closed, err := s.closedRetention(ctx, tx, inc)
-		if err != nil {
-			return err
-		}
-		if err := custody(ctx, tx, e.Camera, e.Clip.Clip, now, "evidential", fmt.Sprintf("recorded in incident %s's window: %s", inc, s.keptWords(closed))); err != nil {
+		if err := custody(ctx, tx, e.Camera, e.Clip.Clip, now, "evidential", fmt.Sprintf("recorded in incident %s's window: %s", inc, s.keptWords(closed[i]))); err != nil {
 			return err
 		}
 	}

@@ -170,12 +170,6 @@ type Options struct {
 	HeartbeatInterval  time.Duration // when a device does not say (default 60s)
 	BatteryThreshold   int           // percent; below it a low-battery alert (default 20)
 	BatteryGroupWindow time.Duration // one low-battery notification per site per window (default 15m)
-	// OnChange, if set, is called after each committed transaction that
-	// changed (or may have changed) an alert, a device's status or an amber
-	// session, so that live views re-read them. It is never called for a
-	// transaction that rolled back. It runs on the committing goroutine, on
-	// the alert path: it must return at once (signal, never block).
-	OnChange func()
 }
 
 func (o *Options) defaults() {
@@ -205,8 +199,8 @@ type Engine struct {
 	routes Routes
 	opts   Options
 	now    func() time.Time
-	// onChange is Options.OnChange or what SetOnChange set; atomic so a
-	// listener can be attached while transactions run.
+	// onChange is what SetOnChange set; atomic so a listener can be attached
+	// while transactions run.
 	onChange atomic.Pointer[func()]
 	// OnDelivered, if set, is told of each first delivery (after the
 	// transaction commits is not guaranteed: use it for metrics only).
@@ -230,14 +224,16 @@ func New(db *bolt.DB, routes Routes, opts Options) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("alert: init: %w", err)
 	}
-	e := &Engine{db: db, routes: routes, opts: opts, now: opts.Now}
-	e.SetOnChange(opts.OnChange)
-	return e, nil
+	return &Engine{db: db, routes: routes, opts: opts, now: opts.Now}, nil
 }
 
-// SetOnChange replaces the change listener (see Options.OnChange); nil
-// removes it. It is safe to call while the engine is in use: transactions
-// already under way may still report to the previous listener.
+// SetOnChange sets the change listener, called after each committed
+// transaction that changed (or may have changed) an alert, a device's
+// status or an amber session, so that live views re-read them; never for a
+// transaction that rolled back. It runs on the committing goroutine, on the
+// alert path: it must return at once (signal, never block). nil removes it.
+// It is safe to call while the engine is in use: transactions already under
+// way may still report to the previous listener.
 func (e *Engine) SetOnChange(f func()) {
 	if f == nil {
 		e.onChange.Store(nil)

@@ -264,10 +264,10 @@ func New(cfg Config, log *slog.Logger) (_ *App, err error) {
 	if err := a.openEvidence(); err != nil {
 		return nil, err
 	}
-	if a.audit, a.gov, err = openGovernance(context.Background(), cfg, a.govDB, a.accounts, a.evidence, log); err != nil {
+	if a.reportOptions, err = cfg.Governance.ReportOptions(); err != nil {
 		return nil, err
 	}
-	if a.reportOptions, err = cfg.Governance.ReportOptions(); err != nil {
+	if a.audit, a.gov, err = openGovernance(context.Background(), cfg, a.reportOptions, a.govDB, a.accounts, a.evidence, log); err != nil {
 		return nil, err
 	}
 	// Footage made evidential by an alert is audited as Vigil's doing.

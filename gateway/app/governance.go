@@ -18,8 +18,9 @@ import (
 )
 
 // openGovernance opens the audit trail (sealed with the gateway's key into
-// the evidence store) and the governance service over the evidence service.
-func openGovernance(ctx context.Context, cfg Config, db *sql.DB, accounts *access.Store, ev *evidence.Service, log *slog.Logger) (*audit.Log, *governance.Service, error) {
+// the evidence store) and the governance service over the evidence service;
+// opts (cfg.Governance.ReportOptions) give reports their time zone.
+func openGovernance(ctx context.Context, cfg Config, opts report.Options, db *sql.DB, accounts *access.Store, ev *evidence.Service, log *slog.Logger) (*audit.Log, *governance.Service, error) {
 	signer, verifier := ev.Keys()
 	g := cfg.Governance
 	// The audit trail is named after the ledger, whose origin is fixed when
@@ -28,10 +29,6 @@ func openGovernance(ctx context.Context, cfg Config, db *sql.DB, accounts *acces
 	origin := strings.TrimSuffix(ev.Ledger().Origin(), "/evidence") + "/audit"
 	al, err := audit.Open(ctx, db, audit.Config{Signer: signer, Verifier: verifier, Origin: origin,
 		SealEvery: g.AuditSealEvery, SealInterval: g.AuditSealInterval, Store: ev.Store(), Logger: log})
-	if err != nil {
-		return nil, nil, err
-	}
-	opts, err := g.ReportOptions()
 	if err != nil {
 		return nil, nil, err
 	}
@@ -102,11 +99,11 @@ func OpenGovernance(ctx context.Context, cfg Config, stderr io.Writer) (*Governa
 		return nil, err
 	}
 	g := &Governance{Evidence: ev, Accounts: accounts, db: db}
-	if g.Audit, g.Service, err = openGovernance(ctx, cfg, db, accounts, ev, log); err != nil {
+	if g.ReportOptions, err = cfg.Governance.ReportOptions(); err != nil {
 		g.Close()
 		return nil, err
 	}
-	if g.ReportOptions, err = cfg.Governance.ReportOptions(); err != nil {
+	if g.Audit, g.Service, err = openGovernance(ctx, cfg, g.ReportOptions, db, accounts, ev, log); err != nil {
 		g.Close()
 		return nil, err
 	}

@@ -370,8 +370,7 @@ func writeReport(w http.ResponseWriter, format string, text, html func(io.Writer
 }
 
 func (a *App) fetchFootage(w http.ResponseWriter, r *http.Request) {
-	host, _, _ := net.SplitHostPort(r.RemoteAddr)
-	rc, c, purpose, err := a.gov.Fetch(r.Context(), r.PathValue("token"), host)
+	rc, c, purpose, err := a.gov.Fetch(r.Context(), r.PathValue("token"), who(r).From)
 	if errors.Is(err, governance.ErrLink) {
 		writeError(w, http.StatusForbidden, err)
 		return
