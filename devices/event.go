@@ -34,6 +34,10 @@ const (
 	TypeAmberCheckin Type = "amber_checkin" // the wearer is safe; the session ends
 	TypeHeartbeat    Type = "heartbeat"     // optional interval_s
 	TypeBattery      Type = "battery"
+	// TypeReport records an incident that needed no alarm: the wearer's two
+	// presses, with kind "verbal" or "physical". Reporting must take seconds
+	// or it does not happen; the manager classifies it later.
+	TypeReport Type = "report"
 	// Camera events. A camera announces each finished clip with clip_ready,
 	// declaring its digest and size, and then uploads it (evidence/ingest).
 	TypeRecordingStarted Type = "recording_started" // optional clip.id of the clip being recorded
@@ -43,7 +47,7 @@ const (
 
 // knownTypes lists every event type a v1 device may send.
 var knownTypes = map[Type]bool{TypeDuress: true, TypeDuressCancel: true, TypeManDown: true, TypeAmberStart: true,
-	TypeAmberExtend: true, TypeAmberCheckin: true, TypeHeartbeat: true, TypeBattery: true,
+	TypeAmberExtend: true, TypeAmberCheckin: true, TypeHeartbeat: true, TypeBattery: true, TypeReport: true,
 	TypeRecordingStarted: true, TypeRecordingStopped: true, TypeClipReady: true}
 
 // Urgent reports whether events of this type bear on someone's safety, so
@@ -92,7 +96,19 @@ type Event struct {
 	// Clip describes a camera clip (clip_ready: all fields; recording_started
 	// and recording_stopped: the id at most).
 	Clip *Clip `json:"clip,omitempty"`
+	// Kind is what a report was: ReportVerbal or ReportPhysical (report only).
+	Kind string `json:"kind,omitempty"`
+	// Place is where the wearer is on site, as text ("Ward 7, bay 3"), from an
+	// indoor beacon or the device's configuration: coordinates alone do not
+	// find someone on the third floor.
+	Place string `json:"place,omitempty"`
 }
+
+// Kinds of a report event.
+const (
+	ReportVerbal   = "verbal"
+	ReportPhysical = "physical"
+)
 
 // Clip is a camera's description of one recorded clip.
 type Clip struct {
@@ -141,6 +157,7 @@ func CheckClip(c *Clip) error {
 const (
 	MaxAmber    = 24 * 60 * 60 // seconds
 	MaxNote     = 256          // bytes
+	MaxPlace    = 128          // bytes
 	MinInterval = 5            // seconds
 	MaxInterval = 3600         // seconds
 )
@@ -186,7 +203,7 @@ type Delivery struct {
 
 // Error is a validation failure naming the field and what is wrong with it.
 type Error struct {
-	Field   string // "payload", "topic", "v", "id", "device", "seq", "type", "ts", "loc", "battery", "duration_s", "note", "covert", "interval_s"
+	Field   string // "payload", "topic", "v", "id", "device", "seq", "type", "ts", "loc", "battery", "duration_s", "note", "place", "kind", "covert", "interval_s"
 	Problem string
 }
 
@@ -308,6 +325,12 @@ func (d *Decoded) validate(topicDevice string, now time.Time) error {
 		return errf("duration_s", "only amber_start and amber_extend carry a duration")
 	case len(ev.Note) > MaxNote || strings.ContainsFunc(ev.Note, func(r rune) bool { return r < ' ' }):
 		return errf("note", "must be at most %d bytes without control characters", MaxNote)
+	case len(ev.Place) > MaxPlace || strings.ContainsFunc(ev.Place, func(r rune) bool { return r < ' ' }):
+		return errf("place", "must be at most %d bytes without control characters", MaxPlace)
+	case ev.Type == TypeReport && ev.Kind != ReportVerbal && ev.Kind != ReportPhysical:
+		return errf("kind", "a report's kind must be %q or %q, got %q", ReportVerbal, ReportPhysical, clip(ev.Kind))
+	case ev.Kind != "" && ev.Type != TypeReport:
+		return errf("kind", "only a report carries a kind")
 	case ev.Covert && ev.Type != TypeDuressCancel:
 		return errf("covert", "only a duress_cancel can be covert")
 	case ev.Clip != nil && !ev.Type.Camera():

@@ -78,6 +78,14 @@ var decodeCases = []struct {
 	{"clip ends before start", goodTopic, `{"v":1,"id":"a","device":"btn-1","seq":1,"type":"clip_ready","ts":"2026-11-21T10:15:00Z","clip":{"id":"c1","sha256":"abababababababababababababababababababababababababababababababab","size":1,"start":"2026-11-21T10:10:00Z","end":"2026-11-21T10:00:00Z"}}`, "clip.end", 0},
 	{"clip on a duress", goodTopic, `{"v":1,"id":"a","device":"btn-1","seq":1,"type":"duress","ts":"2026-11-21T10:15:00Z","clip":{"id":"c1"}}`, "clip", 0},
 	{"recording started", goodTopic, `{"v":1,"id":"a","device":"btn-1","seq":1,"type":"recording_started","ts":"2026-11-21T10:15:00Z","clip":{"id":"c1"}}`, "", 0},
+	{"report verbal", goodTopic, `{"v":1,"id":"a","device":"btn-1","seq":1,"type":"report","ts":"2026-11-21T10:15:00Z","kind":"verbal"}`, "", 0},
+	{"report physical with place", goodTopic, `{"v":1,"id":"a","device":"btn-1","seq":1,"type":"report","ts":"2026-11-21T10:15:00Z","kind":"physical","place":"Ward 7, bay 3"}`, "", 0},
+	{"report without kind", goodTopic, `{"v":1,"id":"a","device":"btn-1","seq":1,"type":"report","ts":"2026-11-21T10:15:00Z"}`, "kind", 0},
+	{"report unknown kind", goodTopic, `{"v":1,"id":"a","device":"btn-1","seq":1,"type":"report","ts":"2026-11-21T10:15:00Z","kind":"shouting"}`, "kind", 0},
+	{"kind on a duress", goodTopic, `{"v":1,"id":"a","device":"btn-1","seq":1,"type":"duress","ts":"2026-11-21T10:15:00Z","kind":"verbal"}`, "kind", 0},
+	{"duress with place", goodTopic, `{"v":1,"id":"a","device":"btn-1","seq":1,"type":"duress","ts":"2026-11-21T10:15:00Z","place":"Plant room B"}`, "", 0},
+	{"place with control char", goodTopic, `{"v":1,"id":"a","device":"btn-1","seq":1,"type":"duress","ts":"2026-11-21T10:15:00Z","place":"a\nb"}`, "place", 0},
+	{"place too long", goodTopic, `{"v":1,"id":"a","device":"btn-1","seq":1,"type":"duress","ts":"2026-11-21T10:15:00Z","place":"` + strings.Repeat("x", MaxPlace+1) + `"}`, "place", 0},
 	{"duress no ts bad loc bad battery warns", goodTopic, `{"v":1,"id":"a","device":"btn-1","seq":1,"type":"duress","loc":{"lat":0,"lon":200},"battery":-3}`, "", 3},
 }
 

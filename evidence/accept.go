@@ -87,8 +87,12 @@ func (s *Service) Accept(ctx context.Context, sp ingest.Spooled) error {
 	if n > 0 {
 		return fmt.Errorf("%w: %s/%s", ingest.ErrDuplicate, sp.Camera, sp.Clip)
 	}
+	// The received time was taken from our clock a moment ago (ingest
+	// stamps it as the upload completes): if that clock is unsynchronised
+	// now, the entry says so for good.
+	unsync := s.cfg.ClockUnsynchronised != nil && s.cfg.ClockUnsynchronised()
 	e, err := s.ledger.Append(ctx, ledger.Clip{Camera: sp.Camera, Clip: sp.Clip, Wearer: cam.Wearer, Site: cam.Site,
-		Start: sp.Start, End: sp.End, Size: sp.Size, SHA256: sp.Digest, Received: sp.Received, Ingest: sp.Ingest})
+		Start: sp.Start, End: sp.End, Size: sp.Size, SHA256: sp.Digest, Received: sp.Received, Ingest: sp.Ingest, ClockUnsynchronised: unsync})
 	if errors.Is(err, ledger.ErrDuplicate) {
 		if e.SHA256 != sp.Digest {
 			// The same clip id with other bytes: keep them apart, never replace.
@@ -126,7 +130,11 @@ func (s *Service) Accept(ctx context.Context, sp ingest.Spooled) error {
 		ObjectKey(e.Site, e.Camera, e.Clip.Clip, e.Start), dst, stateQueued, category, retain, b2i(hold)); err != nil {
 		return fmt.Errorf("evidence: accept %s/%s: %w", sp.Camera, sp.Clip, err)
 	}
-	if err := custody(ctx, tx, e.Camera, e.Clip.Clip, e.Received, "received", fmt.Sprintf("%s upload of %d bytes, sha256 %s computed on receipt matches the camera's", e.Ingest, e.Size, e.SHA256)); err != nil {
+	received := fmt.Sprintf("%s upload of %d bytes, sha256 %s computed on receipt matches the camera's", e.Ingest, e.Size, e.SHA256)
+	if e.ClockUnsynchronised {
+		received += "; the gateway's clock was not synchronised to a time source, so this time may be wrong"
+	}
+	if err := custody(ctx, tx, e.Camera, e.Clip.Clip, e.Received, "received", received); err != nil {
 		return err
 	}
 	if err := custody(ctx, tx, e.Camera, e.Clip.Clip, now, "ledgered", fmt.Sprintf("ledger entry %d, entry hash %s", e.Index, e.Hash)); err != nil {

@@ -75,6 +75,10 @@ type Config struct {
 	Alert  func(kind, site, text string)
 	Logger *slog.Logger
 	Now    func() time.Time
+	// ClockUnsynchronised reports whether the gateway's clock is known not
+	// to be synchronised to a time source right now; clips accepted while
+	// it is are marked in their ledger entry. nil: never marked.
+	ClockUnsynchronised func() bool
 }
 
 func (c *Config) defaults() {
@@ -192,6 +196,11 @@ func Open(ctx context.Context, cfg Config) (_ *Service, err error) {
 			db.Close()
 		}
 	}()
+	// The schema version before anything else: a database from a newer
+	// vigil is refused before this build writes to it.
+	if err := sqlitedb.Migrate(ctx, db, dbSchema(), cfg.Logger); err != nil {
+		return nil, fmt.Errorf("evidence: %w", err)
+	}
 	if _, err := db.ExecContext(ctx, schema+retentionSchema); err != nil {
 		return nil, fmt.Errorf("evidence: create tables: %w", err)
 	}

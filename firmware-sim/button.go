@@ -59,6 +59,10 @@ type ButtonConfig struct {
 	// Lat, Lon and AccM are the position reported with every event. A zero
 	// Lat and Lon leave the location out, as a button without a fix does.
 	Lat, Lon, AccM float64
+	// Place is the on-site location text reported with every event ("Ward 7,
+	// bay 3"), as a pendant paired with an indoor beacon reports it; "" for
+	// none.
+	Place string
 	// Battery is the charge in percent reported with every event; 0 leaves
 	// the field out. Battery events change it.
 	Battery int
@@ -531,6 +535,16 @@ func (b *Button) CheckIn(ctx context.Context) (Press, error) {
 	return b.emit(ctx, devices.TypeAmberCheckin, nil)
 }
 
+// Report publishes a report event: the wearer records an incident that
+// needed no alarm, kind devices.ReportVerbal or devices.ReportPhysical. Use
+// Flush to wait for the broker to have it; the gateway sends no reply.
+func (b *Button) Report(ctx context.Context, kind string) (Press, error) {
+	if kind != devices.ReportVerbal && kind != devices.ReportPhysical {
+		return Press{}, fmt.Errorf("firmwaresim: report kind %q is not %q or %q", kind, devices.ReportVerbal, devices.ReportPhysical)
+	}
+	return b.emit(ctx, devices.TypeReport, nil, func(e *devices.Event) { e.Kind = kind })
+}
+
 // Heartbeat publishes a heartbeat event, which tells the gateway the button
 // is alive (its absence raises a loss-of-supervision trouble).
 func (b *Button) Heartbeat(ctx context.Context) (Press, error) {
@@ -607,6 +621,7 @@ func (b *Button) emit(ctx context.Context, typ devices.Type, battery *int, with 
 	if b.cfg.Lat != 0 || b.cfg.Lon != 0 {
 		ev.Loc = &devices.Location{Lat: b.cfg.Lat, Lon: b.cfg.Lon, AccM: b.cfg.AccM}
 	}
+	ev.Place = b.cfg.Place
 	for _, f := range with {
 		f(&ev)
 	}

@@ -28,6 +28,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/vigil-gw/vigil/devices"
 	firmwaresim "github.com/vigil-gw/vigil/firmware-sim"
 )
 
@@ -200,6 +201,8 @@ func runButton(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	lat := fs.Float64("lat", 0, "latitude reported with each event (0 with --lon 0: no location)")
 	lon := fs.Float64("lon", 0, "longitude reported with each event")
 	acc := fs.Float64("acc", 10, "location accuracy in metres")
+	place := fs.String("place", "", "on-site location text reported with each event (\"Ward 7, bay 3\")")
+	report := fs.String("report", "", "record an incident that needed no alarm: verbal or physical; exit once the broker has it")
 	battery := fs.Int("battery", 100, "battery percentage reported with each event (0: not reported)")
 	timeout := fs.Duration("timeout", 10*time.Second, "how long to wait to connect and, with --duress, for the confirmation")
 	seqFile := fs.String("seq-file", "", "file recording the last sequence number, so restarts continue after it (default: start at the current Unix time in ms)")
@@ -216,6 +219,9 @@ func runButton(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *amber < 0 || (*amber > 0 && *amber < time.Second) {
 		return usageError{fmt.Sprintf("--amber %s must be at least 1s", *amber)}
 	}
+	if *report != "" && *report != devices.ReportVerbal && *report != devices.ReportPhysical {
+		return usageError{fmt.Sprintf("--report %q must be verbal or physical", *report)}
+	}
 	password, tlsConfig, err := conn.resolve()
 	if err != nil {
 		return err
@@ -223,7 +229,7 @@ func runButton(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	b, err := firmwaresim.NewButton(firmwaresim.ButtonConfig{
 		Broker: conn.broker, Username: conn.username, Password: password, TLS: tlsConfig,
 		Site: *site, Device: *device,
-		Lat: *lat, Lon: *lon, AccM: *acc, Battery: *battery,
+		Lat: *lat, Lon: *lon, AccM: *acc, Place: *place, Battery: *battery,
 		Heartbeat: *heartbeat, ClockSkew: *skew, SeqFile: *seqFile,
 		Logger: conn.logger(stderr, slog.LevelWarn),
 	})
@@ -285,7 +291,17 @@ func runButton(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	} else if *amber > 0 {
 		fmt.Fprintln(stdout, "not checking in: the gateway raises 'failed to check in' after its grace period")
 	}
-	if *duress || *cancel || *amber > 0 || *checkin {
+	if *report != "" {
+		p, err := b.Report(opCtx, *report)
+		if err != nil {
+			return err
+		}
+		if err := b.Flush(opCtx); err != nil {
+			return explain(ctx, err, fmt.Sprintf("report %s seq %d not acknowledged by the broker within %s", *device, p.Seq, *timeout))
+		}
+		fmt.Fprintf(stdout, "report (%s) %s seq %d delivered\n", *report, *device, p.Seq)
+	}
+	if *duress || *cancel || *amber > 0 || *checkin || *report != "" {
 		return nil
 	}
 

@@ -33,6 +33,7 @@ import (
 
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/vigil-gw/vigil/cmd/internal/buildinfo"
 	"github.com/vigil-gw/vigil/evidence/bagit"
 	"github.com/vigil-gw/vigil/evidence/exhibit"
 )
@@ -40,6 +41,7 @@ import (
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 
 const usage = `usage: vigil-verify [--pubkey KEY_OR_FILE] [--quiet] PACKAGE.zip
+       vigil-verify --version
 
 Checks a Vigil evidence package offline and prints what it holds and every
 check. Exit status: 0 valid, 1 not valid or unreadable, 2 usage error.
@@ -47,6 +49,8 @@ check. Exit status: 0 valid, 1 not valid or unreadable, 2 usage error.
   --pubkey KEY_OR_FILE  the gateway's verifier key (name+hash+key), or a file
                         holding it, obtained independently of the package
   --quiet               print only the result and any problems
+  --version             print this verifier's version, commit, build date and
+                        Go version, and exit
 `
 
 // Exit statuses.
@@ -61,6 +65,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(io.Discard)
 	pubkey := fs.String("pubkey", "", "")
 	quiet := fs.Bool("quiet", false, "")
+	showVersion := fs.Bool("version", false, "")
 	// Flags may come before or after the package name.
 	var positional []string
 	for {
@@ -77,6 +82,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		positional = append(positional, fs.Arg(0))
 		args = fs.Args()[1:]
+	}
+	if *showVersion {
+		// A report cites the verifier that produced it: say which build.
+		fmt.Fprintln(stdout, "vigil-verify", buildinfo.Get())
+		return exitValid
 	}
 	if len(positional) != 1 {
 		fmt.Fprintf(stderr, "vigil-verify: give exactly one package file (got %d)\n\n%s", len(positional), usage)

@@ -45,16 +45,12 @@ func (g *govFlags) open(ctx context.Context, fs *flag.FlagSet, args []string, st
 	if g.s3 != "" {
 		cfg.Evidence.S3 = g.s3
 	}
-	secret := strings.TrimSpace(os.Getenv("VIGIL_TOKEN"))
-	if g.tokenFile != "" {
-		b, err := os.ReadFile(g.tokenFile)
-		if err != nil {
-			return nil, governance.Who{}, fmt.Errorf("--token-file: %w", err)
-		}
-		secret = strings.TrimSpace(string(b))
+	secret, err := readToken(g.tokenFile)
+	if err != nil {
+		return nil, governance.Who{}, err
 	}
 	if secret == "" && !anonymous {
-		return nil, governance.Who{}, errors.New("who are you? give your API token in VIGIL_TOKEN or --token-file (vigil user token NAME makes one)")
+		return nil, governance.Who{}, errNoToken
 	}
 	gv, err := app.OpenGovernance(ctx, cfg, stderr)
 	if err != nil {
@@ -68,6 +64,22 @@ func (g *govFlags) open(ctx context.Context, fs *flag.FlagSet, args []string, st
 		}
 	}
 	return gv, who, nil
+}
+
+// errNoToken is the answer to a command that needs to know who is asking.
+var errNoToken = errors.New("who are you? give your API token in VIGIL_TOKEN or --token-file (vigil user token NAME makes one)")
+
+// readToken returns the caller's API token from file, else from VIGIL_TOKEN;
+// "" when neither has one.
+func readToken(file string) (string, error) {
+	if file == "" {
+		return strings.TrimSpace(os.Getenv("VIGIL_TOKEN")), nil
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", fmt.Errorf("--token-file: %w", err)
+	}
+	return strings.TrimSpace(string(b)), nil
 }
 
 // withName takes a leading positional argument ("release approve R1 …").

@@ -18,6 +18,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/vigil-gw/vigil/cmd/internal/buildinfo"
 	"github.com/vigil-gw/vigil/devices/registry"
 	"github.com/vigil-gw/vigil/gateway/app"
 )
@@ -42,6 +43,8 @@ commands:
   token list
   token revoke ID
   serial list             the serial ports found (USB VID:PID for serial.vidpid)
+  doctor [--json]         check the state disk, clock, broker, receivers, webhooks, store and certificates
+                          (exit 0 ok or warnings, 1 a check failed, 2 usage); vigil run runs the local ones at start
   evidence init-bucket    create the object-locked bucket (or check an existing one has locking)
   evidence pubkey         the ledger's public key, for whoever verifies checkpoints and packages
   evidence ls [--camera C --from T --to T --incident ID]
@@ -62,9 +65,12 @@ governance commands act as you: give your API token in VIGIL_TOKEN or --token-fi
   release list
   audit verify            check the audit trail's chain and its signed seals in the store
   audit report [--from D --to D] [--format text|csv|html|json] [--user U --clip CAMERA:CLIP --incident ID] [--out F]
+  report [--month YYYY-MM] [--site S] [--format html|csv|json] [--named] [--out F] [--api URL]
+                          the monthly violence-prevention report (anonymised unless --named), from the running gateway
   sar --wearer W [--format text|html|json] [--out F]   a wearer's footage and everyone who accessed it
   pki init [--name NAME]  create the site CA in STATE/pki, for brokers that authenticate clients by certificate
   pki issue ID [--kind device|gateway|server] [--host H]... [--days N] [--force]
+  version                 this binary's version, commit, build date and Go version
 Run "vigil <command> -h" for the flags of a command.
 `
 
@@ -97,6 +103,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = exportCmd(args[2:], stdout, stderr)
 	case cmd == "audit" && len(args) > 1:
 		err = auditCmd(args[1], args[2:], stdout, stderr)
+	case cmd == "report":
+		err = reportCmd(args[1:], stdout, stderr)
 	case cmd == "sar":
 		err = sarCmd(args[1:], stdout, stderr)
 	case cmd == "release" && len(args) > 1:
@@ -109,6 +117,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = evidenceCmd(args[1], args[2:], stdout, stderr)
 	case cmd == "serial" && len(args) > 1 && args[1] == "list":
 		err = serialList(args[2:], stdout, stderr)
+	case cmd == "doctor":
+		return doctorCmd(args[1:], stdout, stderr)
+	case cmd == "version" || cmd == "--version":
+		fmt.Fprintln(stdout, "vigil", buildinfo.Get())
+		return 0
 	case cmd == "-h" || cmd == "--help" || cmd == "help":
 		fmt.Fprint(stdout, usage)
 		return 0
@@ -196,37 +209,68 @@ func runGateway(args []string, stderr io.Writer) error {
 			*dst = v
 		}
 	}
-	set(&cfg.HTTP, *httpAddr)
-	set(&cfg.Broker.Listen, *brokerListen)
-	set(&cfg.MQTT.URL, *mqttURL)
-	set(&cfg.Alerts.WebhookSecretFile, *secretFile)
-	set(&cfg.Site, *site)
-	set(&cfg.GatewayID, *gatewayID)
-	set(&cfg.LogLevel, *logLevel)
-	set(&cfg.Evidence.S3, *s3)
-	if len(arcs) > 0 {
-		cfg.ARC = nil
-		for _, u := range arcs {
-			cfg.ARC = append(cfg.ARC, app.ARCConfig{URL: u})
+	// flags lays the command line over a loaded configuration, at start and
+	// at each reload (SIGHUP), so a reload sees what a restart would.
+	flags := func(cfg *app.Config) {
+		set(&cfg.HTTP, *httpAddr)
+		set(&cfg.Broker.Listen, *brokerListen)
+		set(&cfg.MQTT.URL, *mqttURL)
+		set(&cfg.Alerts.WebhookSecretFile, *secretFile)
+		set(&cfg.Site, *site)
+		set(&cfg.GatewayID, *gatewayID)
+		set(&cfg.LogLevel, *logLevel)
+		set(&cfg.Evidence.S3, *s3)
+		if len(arcs) > 0 {
+			cfg.ARC = nil
+			for _, u := range arcs {
+				cfg.ARC = append(cfg.ARC, app.ARCConfig{URL: u})
+			}
+		}
+		if len(hooks) > 0 {
+			cfg.Webhooks = nil
+			for _, u := range hooks {
+				cfg.Webhooks = append(cfg.Webhooks, app.HookConfig{URL: u})
+			}
 		}
 	}
-	if len(hooks) > 0 {
-		cfg.Webhooks = nil
-		for _, u := range hooks {
-			cfg.Webhooks = append(cfg.Webhooks, app.HookConfig{URL: u})
-		}
-	}
+	flags(&cfg)
 	level, err := app.ParseLevel(cfg.LogLevel)
 	if err != nil {
 		return fmt.Errorf("log level: %w", err)
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	// Refuse to start where alarms could be lost (see doctor.go).
+	networkChecks, err := startupChecks(cfg, log)
+	if err != nil {
+		return err
+	}
 	a, err := app.New(cfg, log)
 	if err != nil {
 		return err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	go networkChecks(ctx) // logs what it finds; ends with ctx
+	// SIGHUP reloads routes and devices (app.Reload logs what it did or
+	// why it refused).
+	a.ReloadFrom(func() (app.Config, error) {
+		cfg, err := c.load()
+		flags(&cfg)
+		return cfg, err
+	})
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-hup:
+				_ = a.Reload(ctx)
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
 	return a.Run(ctx)
 }
 

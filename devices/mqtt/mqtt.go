@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,6 +33,13 @@ type Config struct {
 	Logger   *slog.Logger
 	// OnConnection is told when the connection comes up or goes down.
 	OnConnection func(up bool)
+	// Sites, when not empty, limits the subscription to these sites' event
+	// topics (vigil/v1/{site}/+/event), so that several gateways can share
+	// one broker with each site served by exactly one of them; every gateway
+	// then has its own plain subscription (no shared subscription), and a
+	// site's events reach only the gateway that lists it. Empty subscribes to
+	// every site (devices.EventFilter).
+	Sites []string
 }
 
 // Client is a connection to the broker.
@@ -41,6 +49,16 @@ type Client struct {
 	log    *slog.Logger
 	handle func(devices.Delivery)
 	up     atomic.Bool
+	// filters are the subscriptions made on every connect; prefixes are the
+	// served sites' topic prefixes (vigil/v1/{site}/), nil for every site.
+	filters  map[string]byte
+	prefixes []string
+	// foreign counts messages for sites this gateway does not serve, and
+	// foreignLogged is when that was last logged (Unix ns).
+	foreign       atomic.Uint64
+	foreignLogged atomic.Int64
+	// cleaned is when a stale subscription was last dropped (Unix ns).
+	cleaned atomic.Int64
 }
 
 // New makes a client that calls handle for every message on the device event
@@ -59,7 +77,23 @@ func New(cfg Config, handle func(devices.Delivery)) (*Client, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	cl := &Client{cfg: cfg, log: cfg.Logger.With("component", "mqtt"), handle: handle}
+	cl := &Client{cfg: cfg, log: cfg.Logger.With("component", "mqtt"), handle: handle, filters: map[string]byte{devices.EventFilter: 1}}
+	if len(cfg.Sites) > 0 {
+		cl.filters = map[string]byte{}
+		for _, s := range cfg.Sites {
+			// A valid id has no '/', '+' or '#': one topic level, never a
+			// wildcard that would widen the subscription to other sites.
+			if !devices.ValidID(s) {
+				return nil, fmt.Errorf("mqtt: site %q must be 1-64 of A-Z a-z 0-9 _ - (a topic level, no wildcards)", s)
+			}
+			f := devices.EventTopic(s, "+") // vigil/v1/{site}/+/event
+			if _, dup := cl.filters[f]; dup {
+				return nil, fmt.Errorf("mqtt: site %q is listed twice", s)
+			}
+			cl.filters[f] = 1
+			cl.prefixes = append(cl.prefixes, strings.TrimSuffix(f, "+/event"))
+		}
+	}
 	opts := paho.NewClientOptions().
 		AddBroker(cfg.URL).
 		SetClientID(cfg.ClientID).
@@ -101,20 +135,81 @@ func (cl *Client) setUp(up bool) {
 }
 
 func (cl *Client) onConnect(c paho.Client) {
-	cl.log.Info("connected to broker", "url", cl.cfg.URL)
-	// Subscribing again on every connect is harmless with a kept session and
-	// necessary when the broker lost it.
-	tok := c.Subscribe(devices.EventFilter, 1, cl.onMessage)
+	cl.log.Info("connected to broker", "url", cl.cfg.URL, "sites", cl.cfg.Sites)
 	go func() {
-		if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-			cl.log.Error("subscribe failed", "filter", devices.EventFilter, "err", tok.Error())
-			return
+		if !cl.subscribe(c) {
+			return // not up: /readyz says so; the next connect tries again
+		}
+		if cl.prefixes != nil {
+			// The persistent session may still hold the every-site filter
+			// from a time this gateway served all sites; it would go on
+			// delivering other gateways' events. Dropped only after the
+			// per-site filters are in place, so no own event falls in a gap.
+			ut := c.Unsubscribe(devices.EventFilter)
+			if !ut.WaitTimeout(10*time.Second) || ut.Error() != nil {
+				cl.log.Warn("could not drop the every-site subscription", "filter", devices.EventFilter, "err", ut.Error())
+			}
 		}
 		cl.setUp(true)
 	}()
 }
 
+// subscribeAttempts bounds how often one connection retries a refused
+// subscription.
+const subscribeAttempts = 5
+
+// subscribe subscribes to the event filters, and reports whether the broker
+// granted every one. Subscribing again on every connect is harmless with a
+// kept session and necessary when the broker lost it. A refusal is retried a
+// few times: besides an ACL, a broker may refuse a SUBSCRIBE whose packet id
+// is still in use by a message it is resending from the session (mochi
+// does), which a new packet id a moment later clears.
+func (cl *Client) subscribe(c paho.Client) bool {
+	for attempt := 1; ; attempt++ {
+		tok := c.SubscribeMultiple(cl.filters, cl.onMessage)
+		var refused []string
+		if !tok.WaitTimeout(10 * time.Second) {
+			cl.log.Error("subscribe timed out", "filters", len(cl.filters))
+		} else if err := tok.Error(); err != nil {
+			cl.log.Error("subscribe failed", "filters", len(cl.filters), "err", err)
+		} else {
+			if st, ok := tok.(*paho.SubscribeToken); ok {
+				for f, code := range st.Result() {
+					if code > 2 { // not a granted QoS: 0x80 (MQTT 3.1.1), or a v5 reason code
+						refused = append(refused, fmt.Sprintf("%s (0x%02x)", f, code))
+					}
+				}
+			}
+			if len(refused) == 0 {
+				return true
+			}
+			cl.log.Error("subscription refused by the broker", "filters", refused, "attempt", attempt)
+		}
+		if attempt == subscribeAttempts || !c.IsConnectionOpen() {
+			return false
+		}
+		time.Sleep(time.Duration(attempt) * 250 * time.Millisecond) // backoff; this goroutine has nothing else to do
+	}
+}
+
+// serves reports whether topic belongs to a site this client serves.
+func (cl *Client) serves(topic string) bool {
+	if cl.prefixes == nil {
+		return true
+	}
+	for _, p := range cl.prefixes {
+		if strings.HasPrefix(topic, p) {
+			return true
+		}
+	}
+	return false
+}
+
 func (cl *Client) onMessage(_ paho.Client, m paho.Message) {
+	if !cl.serves(m.Topic()) {
+		cl.skipForeign(m)
+		return
+	}
 	now := cl.cfg.Now()
 	d := devices.Delivery{Source: "mqtt", Topic: m.Topic(), Payload: m.Payload(), Received: now}
 	var once sync.Once
@@ -123,6 +218,38 @@ func (cl *Client) onMessage(_ paho.Client, m paho.Message) {
 	d.Decoded, d.Err = devices.Decode(m.Topic(), m.Payload(), now)
 	cl.handle(d)
 }
+
+// skipForeign acknowledges, without handing on, a message for a site this
+// gateway does not serve. Only a subscription the persistent session kept
+// from an earlier configuration (a site since removed from the list) brings
+// one; the gateway that serves that site has its own subscription and its own
+// copy. Left unacknowledged it would hold one of the broker's in-flight slots
+// for this session for ever.
+func (cl *Client) skipForeign(m paho.Message) {
+	m.Ack()
+	n := cl.foreign.Add(1)
+	now := time.Now().UnixNano()
+	if last := cl.foreignLogged.Load(); now-last >= int64(time.Minute) && cl.foreignLogged.CompareAndSwap(last, now) {
+		cl.log.Warn("ignored an event for a site this gateway does not serve (a subscription left in the broker session from an earlier mqtt.sites)",
+			"topic", m.Topic(), "sites", cl.cfg.Sites, "ignored_total", n)
+	}
+	// Drop the subscription that brought it: the every-site filter, or the
+	// filter of a site since removed from the list. At most once a second,
+	// so a queue of such events costs one UNSUBSCRIBE, not one each; again
+	// later if the broker did not take it (an MQTT 3.1.1 UNSUBACK cannot say).
+	if last := cl.cleaned.Load(); now-last >= int64(time.Second) && cl.cleaned.CompareAndSwap(last, now) {
+		filters := []string{devices.EventFilter}
+		if parts := strings.Split(m.Topic(), "/"); len(parts) == 5 && devices.ValidID(parts[2]) {
+			filters = append(filters, devices.EventTopic(parts[2], "+"))
+		}
+		// Not waited for here: this is paho's delivery goroutine.
+		cl.c.Unsubscribe(filters...)
+	}
+}
+
+// Foreign is how many messages for sites this gateway does not serve were
+// acknowledged and ignored since the client was made.
+func (cl *Client) Foreign() uint64 { return cl.foreign.Load() }
 
 // Run connects (retrying until the broker answers, and logging each new
 // reason it does not) and stays connected until ctx is done, then disconnects

@@ -24,6 +24,15 @@ func ingestText(ingest string) string {
 	return "received by method " + strconv.Quote(ingest)
 }
 
+// clockText qualifies a received time taken while the gateway's clock was
+// not synchronised (the entry body says so).
+func clockText(unsynchronised bool) string {
+	if unsynchronised {
+		return " (the gateway's clock was not synchronised to a time source: this time may be wrong)"
+	}
+	return ""
+}
+
 // duration writes a recording length for a person: "5 min 0 s".
 func duration(d time.Duration) string {
 	d = d.Round(time.Second)
@@ -52,7 +61,7 @@ func continuityText(pp *prepared, c preparedClip) []byte {
 		{"Worn by", e.Wearer},
 		{"Site", e.Site},
 		{"Recorded", fmtTime(e.Start) + " to " + fmtTime(e.End) + " (" + duration(e.End.Sub(e.Start)) + ")"},
-		{"Received", fmtTime(e.Received) + ", " + ingestText(e.Ingest)},
+		{"Received", fmtTime(e.Received) + clockText(e.ClockUnsynchronised) + ", " + ingestText(e.Ingest)},
 		{"Ledger entry", fmt.Sprintf("%d (entry hash %x)", c.Proof.Index, ledger.LeafHash(c.Body))},
 	}
 	for _, p := range kv {
@@ -161,7 +170,7 @@ func statementText(pp *prepared) []byte {
 			fmt.Sprintf("Recorded from %s to %s", fmtTime(e.Start), fmtTime(e.End)),
 			fmt.Sprintf("(%s). Size %d bytes.", duration(e.End.Sub(e.Start)), e.Size),
 			"SHA-256 " + e.SHA256,
-			wrap(fmt.Sprintf("Received by the gateway at %s, %s; ledger entry %d.", fmtTime(e.Received), ingestText(e.Ingest), c.Proof.Index), 70),
+			wrap(fmt.Sprintf("Received by the gateway at %s%s, %s; ledger entry %d.", fmtTime(e.Received), clockText(e.ClockUnsynchronised), ingestText(e.Ingest), c.Proof.Index), 70),
 		}
 		for _, l := range lines {
 			b.WriteString(indent(l, "     ") + "\n")

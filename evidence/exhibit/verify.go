@@ -38,6 +38,9 @@ type ClipResult struct {
 	SHA256       string
 	Received     time.Time
 	Ingest       string
+	// ClockUnsynchronised is the entry's mark that the gateway's clock was
+	// not synchronised when it took Received.
+	ClockUnsynchronised bool
 	// Index is the entry's position in the ledger.
 	Index uint64
 	// Steps counts the continuity steps recorded.
@@ -440,6 +443,7 @@ func (v *verification) clip(f bagit.File, cam, clip, proofPath, recordPath strin
 	}
 	cr.Wearer, cr.Site, cr.Start, cr.End = entry.Wearer, entry.Site, entry.Start, entry.End
 	cr.Size, cr.SHA256, cr.Received, cr.Ingest, cr.Index = entry.Size, entry.SHA256, entry.Received, entry.Ingest, proof.Index
+	cr.ClockUnsynchronised = entry.ClockUnsynchronised
 	if leaf := hex.EncodeToString(ledger.LeafHash(body)); leaf != pf.LeafHash {
 		v.problem("%s: leaf_hash %s is not the hash of the body (%s)", proofPath, pf.LeafHash, leaf)
 	}

@@ -53,8 +53,9 @@ func ValidSHA256(s string) bool { return hexRE.MatchString(s) }
 
 // body is the canonical JSON form of an entry. encoding/json writes struct
 // fields in declaration order, so this declaration is the key order of the
-// format; do not reorder, rename or add fields: every existing hash depends
-// on it.
+// format; do not reorder or rename fields: every existing hash depends on
+// it. A field added later must be optional and omitted at its zero value,
+// so that every body written before it still encodes to the same bytes.
 type body struct {
 	Camera   string `json:"camera"`
 	Clip     string `json:"clip"`
@@ -67,6 +68,10 @@ type body struct {
 	Received string `json:"received"`
 	Ingest   string `json:"ingest"`
 	Prev     string `json:"prev"`
+	// ClockUnsynchronised (added after the first release) is present, and
+	// true, only when the gateway's clock was not synchronised when it
+	// took the received time.
+	ClockUnsynchronised bool `json:"clock_unsynchronised,omitempty"`
 }
 
 // normalize puts c's times in the form the body records (UTC, whole
@@ -194,6 +199,8 @@ func encodeBody(c Clip, prev string) ([]byte, error) {
 		Received: c.Received.UTC().Format(timeLayout),
 		Ingest:   c.Ingest,
 		Prev:     prev,
+
+		ClockUnsynchronised: c.ClockUnsynchronised,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("ledger: encode body: %w", err)
@@ -227,6 +234,8 @@ func ParseBody(b []byte) (Clip, string, error) {
 		Size:   raw.Size,
 		SHA256: raw.SHA256,
 		Ingest: raw.Ingest,
+
+		ClockUnsynchronised: raw.ClockUnsynchronised,
 	}
 	var err error
 	for _, f := range []struct {

@@ -53,6 +53,36 @@ func TestCanonicalBodyFormat(t *testing.T) {
 	assert.ErrorIs(t, err, ErrInvalid)
 }
 
+// TestCanonicalBodyClockUnsynchronised pins the optional key: present and
+// true after prev when the gateway's clock was unsynchronised, absent
+// otherwise (so older bodies keep their bytes and hashes), never false.
+func TestCanonicalBodyClockUnsynchronised(t *testing.T) {
+	c := sampleClip()
+	c.ClockUnsynchronised = true
+	b, err := CanonicalBody(c, sampleSHA)
+	require.NoError(t, err)
+	assert.True(t, strings.HasSuffix(string(b), `"ingest":"tus","prev":"`+sampleSHA+`","clock_unsynchronised":true}`), string(b))
+
+	got, prev, err := ParseBody(b)
+	require.NoError(t, err)
+	assert.Equal(t, c, got)
+	assert.Equal(t, sampleSHA, prev)
+
+	plain, err := CanonicalBody(sampleClip(), sampleSHA)
+	require.NoError(t, err)
+	assert.NotContains(t, string(plain), "clock")
+	assert.NotEqual(t, LeafHash(plain), LeafHash(b), "the mark is committed to by the entry hash")
+
+	for name, body := range map[string]string{
+		"false spelt out": strings.Replace(string(b), `:true}`, `:false}`, 1),
+		"before prev":     strings.Replace(strings.Replace(string(b), `,"clock_unsynchronised":true`, ``, 1), `"prev":`, `"clock_unsynchronised":true,"prev":`, 1),
+		"as a string":     strings.Replace(string(b), `:true}`, `:"true"}`, 1),
+	} {
+		_, _, err := ParseBody([]byte(body))
+		assert.Error(t, err, name)
+	}
+}
+
 func TestParseBodyRejects(t *testing.T) {
 	good, err := CanonicalBody(sampleClip(), sampleSHA)
 	require.NoError(t, err)
@@ -97,6 +127,12 @@ func FuzzParseBody(f *testing.F) {
 	f.Add([]byte(`{}`))
 	f.Add([]byte(strings.Replace(string(good), `"size":1048576`, `"size":-1`, 1)))
 	f.Add([]byte(strings.Replace(string(good), `w-17`, `\"\\`, 1)))
+	marked := sampleClip()
+	marked.ClockUnsynchronised = true
+	unsync, err := CanonicalBody(marked, sampleSHA)
+	require.NoError(f, err)
+	f.Add(unsync)
+	f.Add([]byte(strings.Replace(string(unsync), `:true}`, `:false}`, 1)))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		c, prev, err := ParseBody(b)
 		if err != nil {

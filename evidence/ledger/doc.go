@@ -49,7 +49,12 @@
 //   - ingest: "tus" (uploaded over tus) or "dock" (copied from a dock);
 //   - prev: the hash (below) of the previous entry, by ledger index, of the
 //     same camera, 64 lowercase hex digits, or "" for the camera's first
-//     entry.
+//     entry;
+//   - clock_unsynchronised: optional, after prev, and only ever true:
+//     ,"clock_unsynchronised":true before the closing brace means the
+//     gateway's clock was not synchronised to a time source when it took
+//     the received time, which may therefore be wrong. Absent otherwise,
+//     so entries written before the key existed are unchanged.
 //
 // Strings are written between double quotes exactly as their UTF-8 bytes,
 // except that '"' is written as \" and '\' as \\ (the rules above exclude

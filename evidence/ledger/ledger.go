@@ -41,6 +41,11 @@ type Clip struct {
 	SHA256   string    `json:"sha256"` // lowercase hex digest of the clip bytes
 	Received time.Time `json:"received"`
 	Ingest   string    `json:"ingest"` // IngestTUS or IngestDock
+	// ClockUnsynchronised marks a clip received while the gateway's clock
+	// was not synchronised to a time source, so Received may be wrong (the
+	// camera's Start and End come from the camera's own clock). It is in
+	// the body, so the mark cannot be removed without breaking the chain.
+	ClockUnsynchronised bool `json:"clock_unsynchronised,omitempty"`
 }
 
 // Entry is one ledger entry: a clip, where it sits in the log, and the bytes

@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -93,8 +94,10 @@ type Alert struct {
 	Notes          []Note    `json:"notes,omitempty"`
 
 	Location *forward.Location `json:"location,omitempty"`
-	Battery  *int              `json:"battery,omitempty"`
-	Feedback bool              `json:"feedback_queued,omitempty"` // "help is coming" queued to the wearer
+	// Place is where the wearer is on site, as the device said ("Ward 7, bay 3").
+	Place    string `json:"place,omitempty"`
+	Battery  *int   `json:"battery,omitempty"`
+	Feedback bool   `json:"feedback_queued,omitempty"` // "help is coming" queued to the wearer
 	// CameraCommanded is the paired camera told to start recording for this alert.
 	CameraCommanded string `json:"camera_commanded,omitempty"`
 	// Note is the wearer's own note (an amber session's where and why).
@@ -120,7 +123,7 @@ func (a Alert) Undelivered() bool { return a.DeliveredAt.IsZero() && a.Open() }
 func (a Alert) message(kind forward.Kind, key string, seq uint64) forward.Message {
 	return forward.Message{Key: key, AlertID: a.ID, Kind: kind, Event: a.Event, Priority: a.Priority,
 		Device: a.Device, Seq: seq, Site: a.Site, Wearer: a.Wearer, Zone: a.Zone, Verified: a.Verified,
-		Time: a.EventTime, RaisedAt: a.RaisedAt, Location: a.Location, Battery: a.Battery, Text: a.Text}
+		Time: a.EventTime, RaisedAt: a.RaisedAt, Location: a.Location, Place: a.Place, Battery: a.Battery, Text: a.Text}
 }
 
 // Routes names the routes the engine may queue on.
@@ -170,6 +173,11 @@ type Options struct {
 	HeartbeatInterval  time.Duration // when a device does not say (default 60s)
 	BatteryThreshold   int           // percent; below it a low-battery alert (default 20)
 	BatteryGroupWindow time.Duration // one low-battery notification per site per window (default 15m)
+	// OnResolved, if set, runs inside the transaction that resolves an
+	// alert, so whatever it records (the incident behind a genuine alarm)
+	// commits with the resolution or not at all. An error rolls the
+	// resolution back.
+	OnResolved func(tx *bolt.Tx, a Alert) error
 }
 
 func (o *Options) defaults() {
@@ -195,10 +203,11 @@ func (o *Options) defaults() {
 
 // Engine creates and updates alerts in the gateway database.
 type Engine struct {
-	db     *bolt.DB
-	routes Routes
-	opts   Options
-	now    func() time.Time
+	db *bolt.DB
+	// rt is the current Routes; SetRoutes swaps it while the engine runs.
+	rt   atomic.Pointer[Routes]
+	opts Options
+	now  func() time.Time
 	// onChange is what SetOnChange set; atomic so a listener can be attached
 	// while transactions run.
 	onChange atomic.Pointer[func()]
@@ -224,8 +233,23 @@ func New(db *bolt.DB, routes Routes, opts Options) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("alert: init: %w", err)
 	}
-	return &Engine{db: db, routes: routes, opts: opts, now: opts.Now}, nil
+	e := &Engine{db: db, opts: opts, now: opts.Now}
+	e.SetRoutes(routes)
+	return e, nil
 }
+
+// SetRoutes changes the routes new alerts are queued on (a configuration
+// reload). Alerts already raised keep their messages where they are. A
+// transaction under way may still use the previous routes: a caller that
+// retires routes waits for it first (any later write transaction will do,
+// as bbolt runs them one at a time).
+func (e *Engine) SetRoutes(r Routes) {
+	r.ARC, r.Webhooks, r.ByPriority = slices.Clone(r.ARC), slices.Clone(r.Webhooks), maps.Clone(r.ByPriority)
+	e.rt.Store(&r)
+}
+
+// routes returns the current Routes; callers never modify them.
+func (e *Engine) routes() Routes { return *e.rt.Load() }
 
 // SetOnChange sets the change listener, called after each committed
 // transaction that changed (or may have changed) an alert, a device's
@@ -351,7 +375,7 @@ func location(l *devices.Location) *forward.Location {
 func (e *Engine) raiseFor(tx *bolt.Tx, rec journal.Record, key, event, label string) error {
 	a := Alert{ID: IDForKey(key), Key: key, Event: event, Priority: P1, Site: rec.Site,
 		Device: rec.Event.Device, Seq: rec.Event.Seq, Warnings: slices.Clone(rec.Warnings),
-		EventTime: rec.Event.TS, Location: location(rec.Event.Loc), Battery: rec.Event.Battery}
+		EventTime: rec.Event.TS, Location: location(rec.Event.Loc), Place: rec.Event.Place, Battery: rec.Event.Battery}
 	if d := rec.Registered; d != nil && d.Site == rec.Site {
 		a.Verified, a.Wearer, a.Zone, a.Camera = true, d.Wearer, d.Zone, d.Camera
 	} else if d != nil {
@@ -376,16 +400,16 @@ func (e *Engine) raise(tx *bolt.Tx, a *Alert) error {
 	if a.Key == "" {
 		a.Key = a.ID
 	}
-	a.Routes = e.routes.forPriority(a.Priority, a.Verified)
+	a.Routes = e.routes().forPriority(a.Priority, a.Verified)
 	for _, r := range a.Routes {
 		if _, err := outbox.Enqueue(tx, r, a.message(forward.KindAlarm, a.Key, a.Seq), now); err != nil {
 			return err
 		}
 	}
-	if a.Priority == P1 && a.Camera != "" && e.routes.Wearer != "" {
+	if a.Priority == P1 && a.Camera != "" && e.routes().Wearer != "" {
 		m := a.message(forward.KindAlarm, a.Key+":record", a.Seq)
 		m.Event, m.Device = devices.CmdStartRecording, a.Camera
-		if _, err := outbox.Enqueue(tx, e.routes.Wearer, m, now); err != nil {
+		if _, err := outbox.Enqueue(tx, e.routes().Wearer, m, now); err != nil {
 			return err
 		}
 		a.CameraCommanded = a.Camera
@@ -401,12 +425,12 @@ func (e *Engine) raise(tx *bolt.Tx, a *Alert) error {
 // alert makes evidential. Queued in the alert's own transaction, so the
 // footage is claimed even if the gateway stops a moment later.
 func (e *Engine) evidence(tx *bolt.Tx, a *Alert, event string, at, now time.Time) error {
-	if a.Priority != P1 || a.Camera == "" || e.routes.Evidence == "" {
+	if a.Priority != P1 || a.Camera == "" || e.routes().Evidence == "" {
 		return nil
 	}
 	m := a.message(forward.KindEvidence, a.Key+":"+event, a.Seq)
 	m.Event, m.Device, m.Time = event, a.Camera, at
-	_, err := outbox.Enqueue(tx, e.routes.Evidence, m, now)
+	_, err := outbox.Enqueue(tx, e.routes().Evidence, m, now)
 	return err
 }
 
@@ -435,7 +459,7 @@ func (e *Engine) cancel(tx *bolt.Tx, rec journal.Record, key string) error {
 	// it was escalated to.
 	seen := map[string]bool{}
 	for _, en := range entries {
-		if en.Msg.Kind != forward.KindAlarm || seen[en.Route] || en.Route == e.routes.Wearer {
+		if en.Msg.Kind != forward.KindAlarm || seen[en.Route] || en.Route == e.routes().Wearer {
 			continue
 		}
 		seen[en.Route] = true
@@ -448,7 +472,7 @@ func (e *Engine) cancel(tx *bolt.Tx, rec journal.Record, key string) error {
 
 // Delivered is the outbox hook for a receiver's acknowledgement.
 func (e *Engine) Delivered(tx *bolt.Tx, en outbox.Entry) error {
-	if en.Msg.Kind != forward.KindAlarm || en.Route == e.routes.Wearer {
+	if en.Msg.Kind != forward.KindAlarm || en.Route == e.routes().Wearer {
 		return nil
 	}
 	a, err := get(tx, en.Msg.AlertID)
@@ -468,8 +492,8 @@ func (e *Engine) Delivered(tx *bolt.Tx, en outbox.Entry) error {
 	}
 	// Tell the wearer that help is coming once an ARC has the alarm, or, for
 	// an alert no ARC will get, once anyone has it.
-	arcBound := slices.ContainsFunc(a.Routes, e.routes.IsARC)
-	if e.routes.IsARC(en.Route) || !arcBound {
+	arcBound := slices.ContainsFunc(a.Routes, e.routes().IsARC)
+	if e.routes().IsARC(en.Route) || !arcBound {
 		if err := e.confirmToWearer(tx, &a); err != nil {
 			return err
 		}
@@ -487,13 +511,13 @@ func (e *Engine) Delivered(tx *bolt.Tx, en outbox.Entry) error {
 // Only P1 alerts get it, and never a covert duress: whoever is with the
 // wearer must not learn that help was called.
 func (e *Engine) confirmToWearer(tx *bolt.Tx, a *Alert) error {
-	if a.Feedback || e.routes.Wearer == "" || a.Device == "" || a.Priority != P1 || a.Event == EventCovertDuress {
+	if a.Feedback || e.routes().Wearer == "" || a.Device == "" || a.Priority != P1 || a.Event == EventCovertDuress {
 		return nil
 	}
 	a.Feedback = true
 	m := a.message(forward.KindAlarm, a.Key+":received", a.Seq)
 	m.Event = devices.CmdAlertReceived
-	_, err := outbox.Enqueue(tx, e.routes.Wearer, m, e.now())
+	_, err := outbox.Enqueue(tx, e.routes().Wearer, m, e.now())
 	return err
 }
 
@@ -553,7 +577,13 @@ func (e *Engine) Resolve(id, by, outcome, note string) (Alert, error) {
 		if note != "" {
 			a.Notes = append(a.Notes, Note{At: now, By: by, Text: note})
 		}
-		return e.evidence(tx, a, forward.EventEvidenceClose, now, now)
+		if err := e.evidence(tx, a, forward.EventEvidenceClose, now, now); err != nil {
+			return err
+		}
+		if e.opts.OnResolved != nil {
+			return e.opts.OnResolved(tx, *a)
+		}
+		return nil
 	})
 }
 
@@ -642,6 +672,22 @@ func (e *Engine) List(limit int) ([]View, error) {
 		}
 		return nil
 	})
+	return out, err
+}
+
+// Raised returns the alerts raised in [from, to), oldest first, for reports
+// (response times by month). A zero bound is open.
+func (e *Engine) Raised(from, to time.Time) ([]Alert, error) {
+	out := []Alert{}
+	err := e.db.View(func(tx *bolt.Tx) error {
+		return forEach(tx, func(a Alert) error {
+			if (from.IsZero() || !a.RaisedAt.Before(from)) && (to.IsZero() || a.RaisedAt.Before(to)) {
+				out = append(out, a)
+			}
+			return nil
+		})
+	})
+	slices.SortFunc(out, func(a, b Alert) int { return cmp.Or(a.RaisedAt.Compare(b.RaisedAt), cmp.Compare(a.ID, b.ID)) })
 	return out, err
 }
 

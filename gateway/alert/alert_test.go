@@ -2,6 +2,7 @@ package alert
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -281,7 +282,7 @@ func TestDeviceStatusTracksLatest(t *testing.T) {
 // wearer that help is coming.
 func TestAcknowledgeConfirmsToWearerWhenNoReceiverDid(t *testing.T) {
 	r := newRig(t)
-	r.eng.routes = Routes{Wearer: "wearer"} // no ARC, no webhook
+	r.eng.SetRoutes(Routes{Wearer: "wearer"}) // no ARC, no webhook
 	r.submit(t, r.event(devices.TypeDuress, 1, true))
 	r.drain(t)
 	assert.Empty(t, r.commands(devices.CmdAlertReceived), "nobody has taken it yet")
@@ -323,4 +324,56 @@ func TestP1WithPairedCameraOpensAndClosesAnEvidenceWindow(t *testing.T) {
 	r.submit(t, r.event(devices.TypeDuress, 6, false))
 	r.drain(t)
 	assert.Len(t, r.footage.msgs, 2)
+}
+
+func TestOnResolvedRunsInTheResolvingTransaction(t *testing.T) {
+	r := newRig(t)
+	rec := r.event(devices.TypeDuress, 1, true)
+	rec.Event.Place = "Ward 7, bay 3"
+	r.submit(t, rec)
+	v, err := r.eng.Get("btn-1.1")
+	require.NoError(t, err)
+	assert.Equal(t, "Ward 7, bay 3", v.Place, "the on-site place travels with the alert")
+
+	// A failing hook rolls the resolution back: the incident and the
+	// resolution commit together or not at all.
+	r.eng.opts.OnResolved = func(*bolt.Tx, Alert) error { return errors.New("disk full") }
+	_, err = r.eng.Resolve("btn-1.1", "Operator 7", "genuine_injury", "")
+	require.ErrorContains(t, err, "disk full")
+	v, err = r.eng.Get("btn-1.1")
+	require.NoError(t, err)
+	assert.NotEqual(t, Resolved, v.State)
+
+	var seen []Alert
+	r.eng.opts.OnResolved = func(tx *bolt.Tx, a Alert) error {
+		require.True(t, tx.Writable())
+		seen = append(seen, a)
+		return nil
+	}
+	_, err = r.eng.Resolve("btn-1.1", "Operator 7", "genuine_injury", "")
+	require.NoError(t, err)
+	require.Len(t, seen, 1)
+	assert.Equal(t, Resolved, seen[0].State)
+	assert.Equal(t, "genuine_injury", seen[0].Outcome)
+	assert.Equal(t, "Nurse A", seen[0].Wearer)
+}
+
+func TestRaisedSelectsByRaisedTime(t *testing.T) {
+	r := newRig(t)
+	start := r.now
+	r.submit(t, r.event(devices.TypeDuress, 1, true))
+	r.now = r.now.Add(time.Hour)
+	r.submit(t, r.event(devices.TypeManDown, 2, true))
+	all, err := r.eng.Raised(time.Time{}, time.Time{})
+	require.NoError(t, err)
+	require.Len(t, all, 2)
+	assert.Equal(t, "btn-1.1", all[0].ID, "oldest first")
+	first, err := r.eng.Raised(start, start.Add(time.Hour))
+	require.NoError(t, err)
+	require.Len(t, first, 1, "the upper bound is exclusive")
+	assert.Equal(t, "btn-1.1", first[0].ID)
+	later, err := r.eng.Raised(start.Add(time.Minute), time.Time{})
+	require.NoError(t, err)
+	require.Len(t, later, 1)
+	assert.Equal(t, "btn-1.2", later[0].ID)
 }

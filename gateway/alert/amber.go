@@ -132,10 +132,10 @@ func (e *Engine) amberFire(tx *bolt.Tx, t timer.Timer) error {
 	if t.Kind == timerAmberDue {
 		// Ask the wearer to check in, discreetly, before anyone is alarmed.
 		s.State = AmberPrealerted
-		if e.routes.Wearer != "" {
+		if e.routes().Wearer != "" {
 			m := forward.Message{Key: fmt.Sprintf("%s:prealert:%d", s.StartKey, s.Deadline.Unix()), AlertID: "", Kind: forward.KindAlarm,
 				Event: devices.CmdAmberPrealert, Priority: P1, Device: s.Device, Site: s.Site, Time: now, RaisedAt: now}
-			if _, err := outbox.Enqueue(tx, e.routes.Wearer, m, now); err != nil {
+			if _, err := outbox.Enqueue(tx, e.routes().Wearer, m, now); err != nil {
 				return err
 			}
 		}

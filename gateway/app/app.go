@@ -9,7 +9,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"database/sql"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -19,6 +18,8 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -31,15 +32,18 @@ import (
 	"github.com/vigil-gw/vigil/devices/serial"
 	"github.com/vigil-gw/vigil/evidence"
 	"github.com/vigil-gw/vigil/evidence/ingest"
+	"github.com/vigil-gw/vigil/evidence/sqlitedb"
 	"github.com/vigil-gw/vigil/gateway/alert"
 	"github.com/vigil-gw/vigil/gateway/broker"
-	"github.com/vigil-gw/vigil/gateway/forward/dc09"
+	"github.com/vigil-gw/vigil/gateway/forward"
 	"github.com/vigil-gw/vigil/gateway/forward/footage"
 	"github.com/vigil-gw/vigil/gateway/forward/wearer"
-	"github.com/vigil-gw/vigil/gateway/forward/webhook"
+	"github.com/vigil-gw/vigil/gateway/incident"
 	"github.com/vigil-gw/vigil/gateway/internal/ratelog"
+	"github.com/vigil-gw/vigil/gateway/internal/schema"
 	"github.com/vigil-gw/vigil/gateway/journal"
 	"github.com/vigil-gw/vigil/gateway/outbox"
+	"github.com/vigil-gw/vigil/gateway/sysclock"
 	"github.com/vigil-gw/vigil/gateway/timer"
 	"github.com/vigil-gw/vigil/governance"
 	"github.com/vigil-gw/vigil/governance/access"
@@ -98,6 +102,10 @@ func openAccessDB(ctx context.Context, stateDir string, log *slog.Logger) (*sql.
 	if err != nil {
 		return nil, nil, err
 	}
+	if err := sqlitedb.Migrate(ctx, db, access.DBSchema(), log); err != nil {
+		db.Close()
+		return nil, nil, fmt.Errorf("governance: %w", err)
+	}
 	s, err := access.Open(ctx, db, access.Options{LegacyTokens: filepath.Join(stateDir, TokensFile), Logger: log})
 	if err != nil {
 		db.Close()
@@ -120,11 +128,11 @@ type App struct {
 	reportOptions report.Options
 	journal       *journal.Journal
 	engine        *alert.Engine
+	incidents     *incident.Store // incident records and support plans, in db
 	outbox        *outbox.Dispatcher
 	timers        *timer.Wheel
 	mqtt          *mqtt.Client
 	broker        *broker.Broker
-	arcs          []*dc09.Client
 	serials       []*serial.Port
 	metrics       *metrics
 	http          *http.Server
@@ -134,6 +142,20 @@ type App struct {
 	tus           *ingest.Tus
 	dock          *ingest.Dock
 	announce      chan devices.Event // clip_ready events for the evidence service
+	// The kernel clock's state (watchClock; tests inject a fake), read every
+	// clockEvery (0: 30 s); unsynchronised for clockAlertAfter (0: 5 min)
+	// raises an alert.
+	clock           sysclock.Reader
+	clockEvery      time.Duration
+	clockAlertAfter time.Duration
+
+	// Reload (reload.go) and the service manager (service.go).
+	live        atomic.Pointer[routeSet]         // the reloadable part: ARC clients, webhook senders, routing
+	reloadMu    sync.Mutex                       // one reload at a time
+	loadConfig  func() (Config, error)           // ReloadFrom
+	regSnapshot map[string]registry.Device       // the registry at the last (re)load, to log changes
+	spawn       chan func(context.Context) error // runners a reload starts (new ARC clients)
+	stopped     chan struct{}                    // closed when Run returns
 }
 
 // New opens the state directory and builds every component. Nothing runs
@@ -159,7 +181,14 @@ func New(cfg Config, log *slog.Logger) (_ *App, err error) {
 		}
 		return nil, fmt.Errorf("open state %s: %w", dbPath, err)
 	}
-	a := &App{cfg: cfg, log: log, db: db, registry: OpenRegistry(cfg.State), limiter: ratelog.New(time.Minute, nil)}
+	// The schema version before any component touches the database: one
+	// from a newer vigil is refused, an older one migrated.
+	if err := schema.Migrate(db, StateDB, schema.State(), log); err != nil {
+		db.Close()
+		return nil, err
+	}
+	a := &App{cfg: cfg, log: log, db: db, registry: OpenRegistry(cfg.State), limiter: ratelog.New(time.Minute, nil),
+		spawn: make(chan func(context.Context) error), stopped: make(chan struct{})}
 	defer func() {
 		if err != nil {
 			a.Close()
@@ -169,66 +198,28 @@ func New(cfg Config, log *slog.Logger) (_ *App, err error) {
 		return nil, err
 	}
 	a.metrics = newMetrics()
+	a.clock = sysclock.Kernel{}
 
-	routes := alert.Routes{Wearer: wearerRoute, Evidence: evidenceRoute}
-	var oroutes []outbox.Route
-	for i, ac := range cfg.ARC {
-		dcfg, err := dc09.ParseURL(ac.URL)
-		if err != nil {
-			return nil, fmt.Errorf("arc[%d]: %w", i, err)
-		}
-		if ac.KeyFile != "" {
-			hexKey, err := readSecret(ac.KeyFile)
-			if err != nil {
-				return nil, fmt.Errorf("arc[%d]: %w", i, err)
-			}
-			if dcfg.Key, err = hex.DecodeString(string(hexKey)); err != nil {
-				return nil, fmt.Errorf("arc[%d]: key file %s: not hex: %w", i, ac.KeyFile, err)
-			}
-		}
-		name := arcRoute(i)
-		// The receiver's own URL parameters win over the general settings.
-		if dcfg.AckTimeout == 0 {
-			dcfg.AckTimeout = cfg.Alerts.AckTimeout
-		}
-		if dcfg.LinkTest == 0 {
-			dcfg.LinkTest = cfg.Alerts.LinkTest
-		}
-		dcfg.Logger = log.With("route", name)
-		dcfg.OnLink = func(up bool, err error) { a.onARCLink(name, dcfg.Addr, up, err) }
-		c := dc09.New(dcfg)
-		a.arcs = append(a.arcs, c)
-		routes.ARC = append(routes.ARC, name)
-		r := outbox.Route{Name: name, Sender: c}
-		if i+1 < len(cfg.ARC) {
-			r.Backup, r.EscalateAfter = arcRoute(i+1), cfg.Alerts.EscalateAfter
-		}
-		oroutes = append(oroutes, r)
-		a.metrics.arcUp.WithLabelValues(name).Set(1)
-	}
-	for i, hc := range cfg.Webhooks {
-		secretFile := hc.SecretFile
-		if secretFile == "" {
-			secretFile = cfg.Alerts.WebhookSecretFile
-		}
-		secret, err := readSecret(secretFile)
-		if err != nil {
-			return nil, fmt.Errorf("webhooks[%d]: %w", i, err)
-		}
-		s, err := webhook.New(webhook.Config{URL: hc.URL, Secret: secret, Source: "urn:vigil:gateway:" + cfg.GatewayID})
-		if err != nil {
-			return nil, fmt.Errorf("webhooks[%d]: %w", i, err)
-		}
-		routes.Webhooks = append(routes.Webhooks, webhookRoute(i))
-		oroutes = append(oroutes, outbox.Route{Name: webhookRoute(i), Sender: s})
-	}
-
-	if routes.ByPriority, err = cfg.routing(); err != nil {
+	// The ARC clients, webhook senders and routing: reload.go rebuilds them
+	// on SIGHUP.
+	live, err := a.buildRoutes(cfg, nil)
+	if err != nil {
 		return nil, err
 	}
+	a.live.Store(live)
+	for _, s := range live.arcs {
+		a.metrics.arcUp.WithLabelValues(s.name).Set(1)
+	}
+	routes := live.alert
+	routes.Wearer, routes.Evidence = wearerRoute, evidenceRoute
+	oroutes := live.outboxRoutes(cfg.Alerts.EscalateAfter)
 	if a.engine, err = alert.New(db, routes, alert.Options{AmberGrace: cfg.Alerts.AmberGrace,
 		OfflineIntervals: cfg.Alerts.OfflineIntervals, HeartbeatInterval: cfg.Alerts.HeartbeatInterval,
-		BatteryThreshold: cfg.Alerts.BatteryThreshold, BatteryGroupWindow: cfg.Alerts.BatteryGroup}); err != nil {
+		BatteryThreshold: cfg.Alerts.BatteryThreshold, BatteryGroupWindow: cfg.Alerts.BatteryGroup,
+		OnResolved: a.onResolved}); err != nil {
+		return nil, err
+	}
+	if err := a.openIncidents(); err != nil {
 		return nil, err
 	}
 	a.engine.OnDelivered = func(al alert.Alert) {
@@ -243,7 +234,7 @@ func New(cfg Config, log *slog.Logger) (_ *App, err error) {
 		}
 		mqttURL = a.broker.URL() // ssl:// with TLS: the gateway connects with mqtt.cert_file like any client
 	}
-	mcfg := mqtt.Config{URL: mqttURL, ClientID: cfg.GatewayID, Username: cfg.MQTT.Username, Logger: log,
+	mcfg := mqtt.Config{URL: mqttURL, ClientID: cfg.GatewayID, Username: cfg.MQTT.Username, Logger: log, Sites: cfg.MQTT.Sites,
 		OnConnection: func(up bool) { a.metrics.mqttUp.Set(b2f(up)) }}
 	if cfg.MQTT.PasswordFile != "" {
 		pw, err := readSecret(cfg.MQTT.PasswordFile)
@@ -290,13 +281,18 @@ func New(cfg Config, log *slog.Logger) (_ *App, err error) {
 	if err != nil {
 		return nil, err
 	}
+	// Queues of routes removed from the configuration while stopped: reload.go.
+	if err := a.adoptOrphans(); err != nil {
+		return nil, err
+	}
+	a.regSnapshot = registrySnapshot(a.registry)
 	if a.timers, err = timer.NewWheel(db, a.engine.Fire, time.Now, log); err != nil {
 		return nil, err
 	}
 	a.timers.Fired = a.outbox.Wake
 	committed := func() { a.outbox.Wake(); a.timers.Wake() }
 	heartbeat := func(r journal.Record) bool { return r.Event.Type == devices.TypeHeartbeat }
-	if a.journal, err = journal.New(db, journal.Options{Apply: a.engine.Apply, Committed: committed, Ephemeral: heartbeat, Logger: log}); err != nil {
+	if a.journal, err = journal.New(db, journal.Options{Apply: a.apply, Committed: committed, Ephemeral: heartbeat, Logger: log}); err != nil {
 		return nil, err
 	}
 	a.metrics.register(a)
@@ -393,15 +389,18 @@ func (a *App) Run(ctx context.Context) error {
 	g.Go(func() error { return a.journal.Run(gctx) })
 	g.Go(func() error { return a.outbox.Run(gctx) })
 	g.Go(func() error { return a.timers.Run(gctx) })
-	for _, c := range a.arcs {
-		g.Go(func() error { return c.Run(gctx) })
+	for _, s := range a.live.Load().arcs {
+		g.Go(func() error { return s.client.Run(gctx) })
 	}
+	g.Go(func() error { return a.runDynamic(gctx) })
 	for _, p := range a.serials {
 		g.Go(func() error { return p.Run(gctx) })
 	}
 	a.runEvidence(gctx, g)
 	g.Go(func() error { return a.audit.Run(gctx) })
 	g.Go(func() error { return a.gov.Run(gctx) })
+	g.Go(func() error { return a.watchClock().Run(gctx) })
+	g.Go(func() error { return a.incidents.Run(gctx, a.remind, a.cfg.Incidents.CheckEvery, nil) })
 	g.Go(func() error {
 		err := a.mqtt.Run(gctx)
 		// The embedded broker closes once the gateway's own client has
@@ -427,14 +426,19 @@ func (a *App) Run(ctx context.Context) error {
 		return a.http.Shutdown(sctx)
 	})
 	a.log.Info("vigil running", "http", a.HTTPAddr(), "broker", a.BrokerAddr(), "mqtt", a.cfg.MQTT.URL, "state", a.cfg.State,
-		"arc_receivers", len(a.arcs), "webhooks", len(a.cfg.Webhooks))
+		"arc_receivers", len(a.live.Load().arcs), "webhooks", len(a.cfg.Webhooks))
+	g.Go(func() error { return a.runService(gctx) }) // READY=1, WATCHDOG=1, STOPPING=1: service.go
+	defer close(a.stopped)
 	return g.Wait()
 }
 
 // Close releases the state database. Run calls it on return.
 func (a *App) Close() {
-	for _, c := range a.arcs {
-		c.Close()
+	if live := a.live.Load(); live != nil {
+		for _, s := range live.arcs {
+			s.retired.Store(true)
+			s.client.Close()
+		}
 	}
 	if a.httpLn != nil {
 		a.httpLn.Close()
@@ -525,7 +529,9 @@ func (a *App) observeAttempt(route string, e outbox.Entry, err error) {
 		return
 	default:
 		result = "retry"
-		if e.State == outbox.Failed {
+		// The outbox calls Observe before it marks the entry failed, so the
+		// error, not e.State, says whether the receiver refused for good.
+		if e.State == outbox.Failed || forward.IsPermanent(err) {
 			result = "permanent"
 		}
 	}
@@ -570,6 +576,58 @@ func (a *App) onARCLink(route, addr string, up bool, err error) {
 		a.log.Error("could not raise link alert", "err", rerr)
 	}
 	a.outbox.Wake()
+}
+
+// clockUnsynchronised reads the kernel's clock state now (one cheap system
+// call), for timestamps marked as they are taken: evidence received times,
+// DC-09 frame times. Unknown counts as synchronised: nothing shows it wrong.
+func (a *App) clockUnsynchronised() bool {
+	return a.clock.Read().State == sysclock.Unsynchronised
+}
+
+// watchClock keeps vigil_clock_synchronised current and raises one system
+// alert for each spell of unsynchronised clock that outlasts
+// clockAlertAfter: alert times are then unreliable and evidence is being
+// marked, and someone should fix NTP. The grace keeps a Pi that boots
+// without an RTC from raising one at every start before NTP answers. The
+// engine has no "clear" for system alerts (a person resolves them), so
+// when the clock is synchronised again a note on the alert says so.
+func (a *App) watchClock() *sysclock.Watch {
+	var raised string // the current spell's alert
+	return sysclock.NewWatch(sysclock.WatchConfig{Reader: a.clock, Interval: a.clockEvery, AlertAfter: a.clockAlertAfter,
+		OnChange: func(st sysclock.Status) {
+			a.metrics.clockSynced.Set(b2f(st.State == sysclock.Synchronised))
+			switch st.State {
+			case sysclock.Unsynchronised:
+				a.log.Warn("the clock is not synchronised: alert times may be wrong; evidence received now is marked clock_unsynchronised (run vigil doctor)",
+					"max_error", st.MaxError)
+			case sysclock.Synchronised:
+				a.log.Info("the clock is synchronised", "max_error", st.MaxError)
+			default:
+				a.log.Warn("cannot tell whether the clock is synchronised", "reason", st.Reason)
+			}
+		},
+		OnProlonged: func(lasted time.Duration, _ sysclock.Status) {
+			al, err := a.engine.RaiseSystem("clock_unsynchronised", a.cfg.Site, fmt.Sprintf(
+				"the gateway's clock has not been synchronised to a time source for %s: alert times may be wrong and new evidence is marked clock_unsynchronised; enable systemd-timesyncd or chrony (vigil doctor)",
+				lasted.Round(time.Second)))
+			if err != nil {
+				a.log.Error("could not raise the clock alert", "err", err)
+				return
+			}
+			raised = al.ID
+			a.outbox.Wake()
+		},
+		OnResynchronised: func(sysclock.Status) {
+			if raised == "" {
+				return
+			}
+			if _, err := a.engine.AddNote(raised, "vigil", "the clock is synchronised again"); err != nil {
+				a.log.Error("could not note the clock's recovery on its alert", "alert", raised, "err", err)
+			}
+			raised = ""
+		},
+	})
 }
 
 func b2f(b bool) float64 {

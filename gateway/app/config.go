@@ -44,6 +44,7 @@ type Config struct {
 	Outbox     OutboxConfig     `yaml:"outbox"`
 	Evidence   EvidenceConfig   `yaml:"evidence"`
 	Governance GovernanceConfig `yaml:"governance"`
+	Incidents  IncidentsConfig  `yaml:"incidents"`
 }
 
 // GovernanceConfig configures access to footage, the audit trail, its
@@ -110,6 +111,10 @@ type MQTTConfig struct {
 	CAFile       string `yaml:"ca_file"`
 	CertFile     string `yaml:"cert_file"` // the gateway's client certificate, for brokers that require one
 	KeyFile      string `yaml:"key_file"`
+	// Sites limits the subscription to these sites' events, for several
+	// gateways on one broker, each site served by exactly one of them
+	// (deploy/SCALE.md). Empty: every site.
+	Sites []string `yaml:"sites"`
 }
 
 // ARCConfig is one alarm receiver; the first is primary, the rest backups.
@@ -183,6 +188,7 @@ func DefaultConfig() Config {
 		Governance: GovernanceConfig{LinkTTL: 5 * time.Minute, MinJustification: 10, SweepInterval: time.Hour, AuditSealEvery: 100,
 			AuditSealInterval: 15 * time.Minute, WorkingHours: "07:00-19:00", WorkingDays: []string{"mon", "tue", "wed", "thu", "fri"},
 			Timezone: "Europe/London", BulkClips: 20, Organization: "Vigil gateway"},
+		Incidents: IncidentsConfig{CheckEvery: time.Minute},
 	}
 }
 
@@ -266,6 +272,15 @@ func (c Config) Validate() error {
 	} else if u, err := url.Parse(c.MQTT.URL); err != nil || (u.Scheme != "tcp" && u.Scheme != "ssl" && u.Scheme != "tls") || u.Host == "" {
 		bad("mqtt.url: %q must be tcp://host:port or ssl://host:port", c.MQTT.URL)
 	}
+	seen := map[string]bool{}
+	for i, s := range c.MQTT.Sites {
+		if !devices.ValidID(s) {
+			bad("mqtt.sites[%d]: %q must be 1-64 of A-Z a-z 0-9 _ - (one topic level, no wildcards)", i, s)
+		} else if seen[s] {
+			bad("mqtt.sites[%d]: %q is listed twice", i, s)
+		}
+		seen[s] = true
+	}
 	for i, sc := range c.Serial {
 		if (sc.Path == "") == (sc.VIDPID == "") {
 			bad("serial[%d]: set path or vidpid, not both", i)
@@ -310,6 +325,9 @@ func (c Config) Validate() error {
 	}
 	if _, err := ParseLevel(c.LogLevel); err != nil {
 		bad("log_level: %v", err)
+	}
+	if err := c.Incidents.validate(); err != nil {
+		bad("incidents: %v", err)
 	}
 	return errors.Join(errs...)
 }

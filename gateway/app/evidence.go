@@ -76,6 +76,7 @@ func (a *App) openEvidence() error {
 		return err
 	}
 	ecfg.Logger = a.log
+	ecfg.ClockUnsynchronised = a.clockUnsynchronised // marks ledger entries
 	ecfg.Alert = func(kind, site, text string) {
 		if site == "" {
 			site = a.cfg.Site

@@ -44,6 +44,7 @@ func (a *App) routes() http.Handler {
 	// tusd bounds each upload by its declared length and evidence.max_clip_mib.
 	mux.Handle(UploadPath, a.tus)
 	a.governanceRoutes(mux)
+	a.incidentRoutes(mux)
 	a.consoleRoutes(mux)
 	return mux
 }

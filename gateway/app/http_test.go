@@ -159,7 +159,8 @@ func TestAPIRoles(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(body), &me))
 	assert.Equal(t, "Nurse A", me.User)
 	assert.Equal(t, "wearer", me.Role)
-	assert.Equal(t, map[string]string{"search_clips": "own", "view_footage": "own", "subject_access": "own"}, me.Permissions)
+	assert.Equal(t, map[string]string{"search_clips": "own", "view_footage": "own", "subject_access": "own",
+		"report_incident": "own", "read_incidents": "own"}, me.Permissions)
 }
 
 func TestSessionLoginFlow(t *testing.T) {

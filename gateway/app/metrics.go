@@ -20,6 +20,7 @@ type metrics struct {
 	mqttUp          prometheus.Gauge
 	apiDenied       *prometheus.CounterVec
 	serialUp        *prometheus.GaugeVec
+	clockSynced     prometheus.Gauge
 }
 
 func newMetrics() *metrics {
@@ -47,12 +48,17 @@ func newMetrics() *metrics {
 	}
 	m.reg.MustRegister(m.eventsIn, m.rejected, m.duplicates, m.deliveryLatency, m.attempts, m.arcUp, m.mqttUp, m.apiDenied, m.serialUp,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.clockSynced = prometheus.NewGauge(prometheus.GaugeOpts{Name: "vigil_clock_synchronised",
+		Help: "1 while the kernel reports the clock synchronised to a time source (NTP); 0 when it is not, or cannot tell."})
+	m.reg.MustRegister(m.clockSynced)
 	return m
 }
 
 // register adds the gauges computed at scrape time from the database.
 func (m *metrics) register(a *App) {
 	m.reg.MustRegister(&stateCollector{a: a})
+	m.reg.MustRegister(newSystemCollector(a.cfg, time.Now())) // metrics_extra.go: build, start time, disk
+	m.presetAttempts(a)
 }
 
 var (

@@ -52,6 +52,7 @@ type Message struct {
 	Time     time.Time `json:"time"`           // when the event happened (device clock, or receipt if the clock was wrong)
 	RaisedAt time.Time `json:"raised_at"`      // when the gateway made the alert durable
 	Location *Location `json:"location,omitempty"`
+	Place    string    `json:"place,omitempty"` // where on site, as text ("Ward 7, bay 3")
 	Battery  *int      `json:"battery,omitempty"`
 	Text     string    `json:"text,omitempty"` // short human-readable summary
 }

@@ -66,6 +66,8 @@ type Incident struct {
 	Device  string `json:"device,omitempty"`
 	Wearer  string `json:"wearer,omitempty"`
 	Team    string `json:"team,omitempty"`
+	// Place is where on site it happened, as the device or reporter said.
+	Place string `json:"place,omitempty"`
 
 	OccurredAt time.Time `json:"occurred_at"`
 	RecordedAt time.Time `json:"recorded_at"`
@@ -209,6 +211,7 @@ type AlertInfo struct {
 	Device       string
 	Wearer       string
 	Team         string
+	Place        string
 	Raised       time.Time
 	Delivered    time.Time
 	Acknowledged time.Time
@@ -234,7 +237,18 @@ func Genuine(outcome string) bool {
 // call, say after a restart replays the resolution, returns the existing
 // incident unchanged. Whether the alert was genuine is the caller's call
 // (see Genuine).
-func (s *Store) FromAlert(a AlertInfo, now time.Time) (Incident, error) {
+func (s *Store) FromAlert(a AlertInfo, now time.Time) (inc Incident, err error) {
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		inc, err = s.FromAlertTx(tx, a, now)
+		return err
+	})
+	return inc, err
+}
+
+// FromAlertTx is FromAlert inside the caller's transaction on the same
+// database: the alert engine resolves the alert and records its incident
+// in one commit, so a crash cannot leave a genuine alarm without one.
+func (s *Store) FromAlertTx(tx *bolt.Tx, a AlertInfo, now time.Time) (Incident, error) {
 	switch {
 	case a.ID == "":
 		return Incident{}, &FieldError{Field: "alert id", Value: a.ID, Problem: "is required"}
@@ -248,12 +262,12 @@ func (s *Store) FromAlert(a AlertInfo, now time.Time) (Incident, error) {
 		occurred = a.Resolved
 	}
 	inc := Incident{
-		AlertID: a.ID, Source: SourceAlarm, Site: a.Site, Device: a.Device, Wearer: a.Wearer, Team: a.Team,
+		AlertID: a.ID, Source: SourceAlarm, Site: a.Site, Device: a.Device, Wearer: a.Wearer, Team: a.Team, Place: a.Place,
 		OccurredAt: occurred, RecordedAt: now,
 		Raised: a.Raised, Delivered: a.Delivered, Acknowledged: a.Acknowledged, Resolved: a.Resolved,
 		Outcome: a.Outcome,
 	}
-	return s.create("alert:"+a.ID, inc, a.Resolved, "alarm "+a.Event)
+	return s.create(tx, "alert:"+a.ID, inc, a.Resolved, "alarm "+a.Event)
 }
 
 // ReportInput is an incident reported without an alarm: by the wearer's
@@ -272,6 +286,8 @@ type ReportInput struct {
 	Wearer string
 	// Reporter is who filled in the form, if not the wearer.
 	Reporter string
+	// Place is where on site it happened.
+	Place string
 	// Type is a full type from Types for a form, or KindVerbal/KindPhysical
 	// (also accepted from a form, when the reporter would rather not say).
 	Type string
@@ -286,6 +302,12 @@ type ReportInput struct {
 // maxSkew is how far in the future an occurrence time may be before it is
 // refused: clocks on consoles and devices drift, but not by hours.
 const maxSkew = 5 * time.Minute
+
+// Limits on free text, so a record stays a record and not a document store.
+const (
+	MaxText  = 4000 // bytes of the reporter's account
+	MaxPlace = 128  // bytes, as on a device
+)
 
 func (r ReportInput) validate(now time.Time) error {
 	var errs []error
@@ -309,6 +331,12 @@ func (r ReportInput) validate(now time.Time) error {
 	if r.Site == "" {
 		errs = append(errs, &FieldError{Field: "site", Value: r.Site, Problem: "is required"})
 	}
+	if len(r.Text) > MaxText {
+		errs = append(errs, &FieldError{Field: "text", Value: r.Text[:32] + "…", Problem: fmt.Sprintf("is longer than %d bytes", MaxText)})
+	}
+	if len(r.Place) > MaxPlace {
+		errs = append(errs, &FieldError{Field: "place", Value: r.Place[:32] + "…", Problem: fmt.Sprintf("is longer than %d bytes", MaxPlace)})
+	}
 	if r.OccurredAt.After(now.Add(maxSkew)) {
 		errs = append(errs, &FieldError{Field: "occurred_at", Value: r.OccurredAt.Format(time.RFC3339), Problem: "is in the future"})
 	}
@@ -323,7 +351,18 @@ func (r ReportInput) validate(now time.Time) error {
 // plan, anchored at now (when the organisation learned of it: a late report
 // gets its full plan rather than a list of steps already overdue). With a
 // Key it is idempotent: the same key returns the existing incident.
-func (s *Store) Report(r ReportInput, now time.Time) (Incident, error) {
+func (s *Store) Report(r ReportInput, now time.Time) (inc Incident, err error) {
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		inc, err = s.ReportTx(tx, r, now)
+		return err
+	})
+	return inc, err
+}
+
+// ReportTx is Report inside the caller's transaction: the journal records a
+// device's report and its incident in one commit, before the device's
+// message is acknowledged.
+func (s *Store) ReportTx(tx *bolt.Tx, r ReportInput, now time.Time) (Incident, error) {
 	if err := r.validate(now); err != nil {
 		return Incident{}, err
 	}
@@ -332,7 +371,7 @@ func (s *Store) Report(r ReportInput, now time.Time) (Incident, error) {
 		occurred = now
 	}
 	inc := Incident{
-		Source: r.Source, Site: r.Site, Device: r.Device, Wearer: r.Wearer, Team: r.Team,
+		Source: r.Source, Site: r.Site, Device: r.Device, Wearer: r.Wearer, Team: r.Team, Place: r.Place,
 		OccurredAt: occurred, RecordedAt: now, Reporter: r.Reporter, ReportedType: r.Type,
 		Text: r.Text, Confidential: r.Confidential,
 	}
@@ -341,12 +380,12 @@ func (s *Store) Report(r ReportInput, now time.Time) (Incident, error) {
 		key = "report:" + r.Key
 	}
 	by := cmp.Or(r.Reporter, r.Wearer, r.Device)
-	return s.create(key, inc, now, by)
+	return s.create(tx, key, inc, now, by)
 }
 
 // create stores a new incident with its plan, unless key already names one.
-func (s *Store) create(key string, inc Incident, anchor time.Time, by string) (Incident, error) {
-	err := s.db.Update(func(tx *bolt.Tx) error {
+func (s *Store) create(tx *bolt.Tx, key string, inc Incident, anchor time.Time, by string) (Incident, error) {
+	err := func() error {
 		keys := tx.Bucket(bucketKeys)
 		if key != "" {
 			if id := keys.Get([]byte(key)); id != nil {
@@ -372,7 +411,7 @@ func (s *Store) create(key string, inc Incident, anchor time.Time, by string) (I
 			}
 		}
 		return put(tx, inc)
-	})
+	}()
 	if err != nil {
 		return Incident{}, fmt.Errorf("incident: create: %w", err)
 	}

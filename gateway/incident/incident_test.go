@@ -746,3 +746,16 @@ func jsonRoundTrip(t *testing.T, inc Incident) string {
 	require.NoError(t, err)
 	return string(raw)
 }
+
+func TestReportRefusesOverlongText(t *testing.T) {
+	s := newStore(t, Options{})
+	now := time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)
+	_, err := s.Report(ReportInput{Source: SourceForm, Site: "leeds", Wearer: "Nurse A", Type: TypeThreat,
+		Text: strings.Repeat("x", MaxText+1), Place: strings.Repeat("y", MaxPlace+1)}, now)
+	require.ErrorIs(t, err, ErrInvalid)
+	assert.Contains(t, err.Error(), "text")
+	assert.Contains(t, err.Error(), "place")
+	inc, err := s.Report(ReportInput{Source: SourceForm, Site: "leeds", Wearer: "Nurse A", Type: TypeThreat, Place: "Ward 7"}, now)
+	require.NoError(t, err)
+	assert.Equal(t, "Ward 7", inc.Place)
+}

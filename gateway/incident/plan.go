@@ -16,6 +16,14 @@ const (
 	StageCheckIn        = "welfare_checkin"
 )
 
+// Ids of the plan's steps that reports measure: the framework audits
+// whether welfare contact was made, and defusing and debriefing held, in time.
+const (
+	TaskWelfareContact = "welfare_contact"
+	TaskDefusing       = "defusing"
+	TaskDebriefing     = "debriefing"
+)
+
 // Task statuses.
 const (
 	StatusOpen      = "open"
@@ -113,9 +121,9 @@ func (p PlanConfig) tasks(anchor time.Time, owner string) []Task {
 		mk("psychological_first_aid", StageImmediate, "Psychological first aid", p.Immediate),
 		mk("continue_or_home", StageImmediate, "Able to continue the shift, or got home safely", p.Immediate),
 		mk("demobilisation", StageDemobilisation, "Demobilisation before the end of the shift", p.Demobilisation),
-		mk("welfare_contact", StageWelfareContact, "Welfare contact", p.WelfareContact),
-		mk("defusing", StageDefusing, "Defusing", p.Defusing),
-		mk("debriefing", StageDebriefing, "Debriefing by a trained facilitator", p.Debriefing),
+		mk(TaskWelfareContact, StageWelfareContact, "Welfare contact", p.WelfareContact),
+		mk(TaskDefusing, StageDefusing, "Defusing", p.Defusing),
+		mk(TaskDebriefing, StageDebriefing, "Debriefing by a trained facilitator", p.Debriefing),
 		mk("after_action_review", StageReview, "After-action review", p.Review),
 	}
 	for _, at := range p.CheckIns {

@@ -122,11 +122,12 @@ type item struct {
 
 // Journal owns the events and quarantine buckets of a bbolt database.
 type Journal struct {
-	db   *bolt.DB
-	opts Options
-	log  *slog.Logger
-	in   chan item
-	stop chan struct{}
+	db    *bolt.DB
+	opts  Options
+	log   *slog.Logger
+	in    chan item
+	stop  chan struct{}
+	probe chan struct{} // answered by Run between commits (Probe)
 
 	mu      sync.RWMutex
 	closed  bool
@@ -156,7 +157,7 @@ func New(db *bolt.DB, opts Options) (*Journal, error) {
 		return nil, fmt.Errorf("journal: create buckets: %w", err)
 	}
 	return &Journal{db: db, opts: opts, log: opts.Logger.With("component", "journal"),
-		in: make(chan item, opts.MaxBatch), stop: make(chan struct{})}, nil
+		in: make(chan item, opts.MaxBatch), stop: make(chan struct{}), probe: make(chan struct{})}, nil
 }
 
 // Submit queues rec for the next commit and calls done once it is durable (or
@@ -201,6 +202,8 @@ func (j *Journal) Run(ctx context.Context) error {
 		select {
 		case it := <-j.in:
 			batch = append(batch[:0], it)
+		case <-j.probe: // Probe: between commits, not stuck in one
+			continue
 		case <-ctx.Done():
 			j.shutdown()
 			return nil
@@ -215,6 +218,18 @@ func (j *Journal) Run(ctx context.Context) error {
 			}
 		}
 		j.commit(batch)
+	}
+}
+
+// Probe returns nil once Run has come round to answer it between commits,
+// or an error when ctx ends first: a commit stuck in fsync, or an Apply that
+// never returns, stops the answer.
+func (j *Journal) Probe(ctx context.Context) error {
+	select {
+	case j.probe <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("journal: commit loop did not answer: %w", ctx.Err())
 	}
 }
 

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/csv"
 	"io"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -768,4 +770,23 @@ func FuzzRender(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestSampleReport keeps docs/sample-monthly-report.{html,csv} what the
+// hand-computed fixture month renders to, so the README's sample is real.
+// Regenerate with VIGIL_UPDATE_SAMPLE=1 go test ./gateway/monthly/ -run TestSampleReport.
+func TestSampleReport(t *testing.T) {
+	r := Build(novemberInput(t))
+	var html, csv bytes.Buffer
+	require.NoError(t, r.HTML(&html))
+	require.NoError(t, r.CSV(&csv))
+	for name, got := range map[string][]byte{"sample-monthly-report.html": html.Bytes(), "sample-monthly-report.csv": csv.Bytes()} {
+		path := filepath.Join("..", "..", "docs", name)
+		if os.Getenv("VIGIL_UPDATE_SAMPLE") != "" {
+			require.NoError(t, os.WriteFile(path, got, 0o644))
+		}
+		want, err := os.ReadFile(path)
+		require.NoError(t, err, "regenerate with VIGIL_UPDATE_SAMPLE=1")
+		assert.Equal(t, string(want), string(got), "%s is stale: regenerate with VIGIL_UPDATE_SAMPLE=1", name)
+	}
 }

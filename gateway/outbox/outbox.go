@@ -208,20 +208,32 @@ type Options struct {
 
 // Dispatcher drains every route's queue.
 type Dispatcher struct {
-	db     *bolt.DB
-	routes map[string]*routeState
-	hooks  Hooks
-	opts   Options
-	log    *slog.Logger
+	db *bolt.DB
+	// mu guards routes: Reconfigure and Retire change the set while Run
+	// drains it (a configuration reload).
+	mu      sync.RWMutex
+	routes  map[string]*routeState
+	changed chan struct{} // tells Run that the set of routes changed
+	probe   chan struct{} // answered by the escalation loop (Probe)
+	hooks   Hooks
+	opts    Options
+	log     *slog.Logger
 }
 
 type routeState struct {
+	// mu guards Route's Sender, Backup and EscalateAfter (a reload swaps
+	// them) and the failure state.
 	Route
 	wake     chan struct{}
 	mu       sync.Mutex
 	failures int       // consecutive retryable failures
 	until    time.Time // no attempt before this
 	lastErr  string
+	// stepMu is held for a whole delivery attempt, so Retire can wait for
+	// the one under way; retired (guarded by it) stops later attempts.
+	stepMu  sync.Mutex
+	retired bool
+	cancel  context.CancelFunc // stops the route's goroutine; guarded by Dispatcher.mu
 }
 
 // NewDispatcher makes a dispatcher for routes over db.
@@ -241,7 +253,8 @@ func NewDispatcher(db *bolt.DB, routes []Route, hooks Hooks, opts Options) (*Dis
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	d := &Dispatcher{db: db, routes: map[string]*routeState{}, hooks: hooks, opts: opts, log: opts.Logger.With("component", "outbox")}
+	d := &Dispatcher{db: db, routes: map[string]*routeState{}, changed: make(chan struct{}, 1), probe: make(chan struct{}),
+		hooks: hooks, opts: opts, log: opts.Logger.With("component", "outbox")}
 	for _, r := range routes {
 		if r.Name == "" || r.Sender == nil {
 			return nil, fmt.Errorf("outbox: route %q needs a name and a sender", r.Name)
@@ -264,7 +277,7 @@ func NewDispatcher(db *bolt.DB, routes []Route, hooks Hooks, opts Options) (*Dis
 
 // Wake tells every route to look at its queue now (after a commit added work).
 func (d *Dispatcher) Wake() {
-	for _, r := range d.routes {
+	for _, r := range d.list() {
 		select {
 		case r.wake <- struct{}{}:
 		default:
@@ -272,20 +285,43 @@ func (d *Dispatcher) Wake() {
 	}
 }
 
-// Run delivers until ctx is done.
+// Run delivers until ctx is done. It runs one goroutine per route, started
+// and stopped as Reconfigure and Retire change the routes.
 func (d *Dispatcher) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
-	for _, r := range d.routes {
-		wg.Go(func() { d.runRoute(ctx, r) })
+	running := map[*routeState]bool{}
+	start := func() {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		for _, r := range d.routes {
+			if !running[r] {
+				rctx, cancel := context.WithCancel(ctx)
+				r.cancel, running[r] = cancel, true
+				wg.Go(func() { d.runRoute(rctx, r) })
+			}
+		}
 	}
+	start()
 	wg.Go(func() { d.runEscalation(ctx) })
-	wg.Wait()
-	return nil
+	for {
+		select {
+		case <-d.changed:
+			start()
+		case <-ctx.Done():
+			wg.Wait()
+			d.mu.Lock()
+			for r := range running {
+				r.cancel()
+			}
+			d.mu.Unlock()
+			return nil
+		}
+	}
 }
 
 func (d *Dispatcher) runRoute(ctx context.Context, r *routeState) {
 	for ctx.Err() == nil {
-		wait := d.Step(ctx, r.Name)
+		wait := d.step(ctx, r)
 		if wait == 0 {
 			continue
 		}
@@ -306,10 +342,23 @@ const idleWait = 5 * time.Second
 // wait before the next (0: go again now). Run calls it in a loop; tests call
 // it directly with an injected clock.
 func (d *Dispatcher) Step(ctx context.Context, route string) time.Duration {
-	r := d.routes[route]
+	r := d.route(route)
+	if r == nil {
+		return idleWait
+	}
+	return d.step(ctx, r)
+}
+
+func (d *Dispatcher) step(ctx context.Context, r *routeState) time.Duration {
+	r.stepMu.Lock()
+	defer r.stepMu.Unlock()
+	if r.retired {
+		return idleWait
+	}
+	route := r.Name
 	now := d.opts.Now()
 	r.mu.Lock()
-	until := r.until
+	until, sender := r.until, r.Sender
 	r.mu.Unlock()
 	if now.Before(until) {
 		return until.Sub(now)
@@ -323,10 +372,13 @@ func (d *Dispatcher) Step(ctx context.Context, route string) time.Duration {
 		return idleWait
 	}
 	sctx, cancel := context.WithTimeout(ctx, d.opts.SendTimeout)
-	err = r.Sender.Send(sctx, e.Msg)
+	err = sender.Send(sctx, e.Msg)
 	cancel()
 	if ctx.Err() != nil && err != nil {
 		return 0 // shutting down; the entry stays pending
+	}
+	if err != nil && r.sender() != sender {
+		return 0 // a reload replaced the receiver during the send: try the new one now
 	}
 	now = d.opts.Now()
 	e.Attempts++
@@ -479,6 +531,7 @@ func (d *Dispatcher) runEscalation(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
+		case <-d.probe: // Probe: the loop is between rounds, not stuck in one
 		case <-t.C:
 			if n, err := d.Escalate(); err != nil {
 				d.log.Error("escalation", "err", err)
@@ -495,8 +548,11 @@ func (d *Dispatcher) runEscalation(ctx context.Context) {
 func (d *Dispatcher) Escalate() (int, error) {
 	now := d.opts.Now()
 	n := 0
-	for _, r := range d.routes {
-		if r.Backup == "" || r.EscalateAfter <= 0 {
+	for _, r := range d.list() {
+		r.mu.Lock()
+		backup, after := r.Backup, r.EscalateAfter
+		r.mu.Unlock()
+		if backup == "" || after <= 0 {
 			continue
 		}
 		err := d.db.Update(func(tx *bolt.Tx) error {
@@ -510,7 +566,7 @@ func (d *Dispatcher) Escalate() (int, error) {
 				if err := json.Unmarshal(v, &e); err != nil {
 					return err
 				}
-				if !e.Escalated && now.Sub(e.Created) >= r.EscalateAfter {
+				if !e.Escalated && now.Sub(e.Created) >= after {
 					due = append(due, e)
 				}
 				return nil
@@ -518,14 +574,14 @@ func (d *Dispatcher) Escalate() (int, error) {
 				return err
 			}
 			for _, e := range due {
-				if _, err := Enqueue(tx, r.Backup, e.Msg, now); err != nil {
+				if _, err := Enqueue(tx, backup, e.Msg, now); err != nil {
 					return err
 				}
 				e.Escalated = true
 				if err := putEntry(b, pendingKey(e.Msg, e.ID), e); err != nil {
 					return err
 				}
-				d.log.Warn("not acknowledged in time; escalating to backup", "route", r.Name, "backup", r.Backup, "key", e.Msg.Key, "alert", e.Msg.AlertID)
+				d.log.Warn("not acknowledged in time; escalating to backup", "route", r.Name, "backup", backup, "key", e.Msg.Key, "alert", e.Msg.AlertID)
 				n++
 			}
 			return nil
@@ -550,7 +606,8 @@ type RouteStats struct {
 func (d *Dispatcher) Stats() ([]RouteStats, error) {
 	var out []RouteStats
 	err := d.db.View(func(tx *bolt.Tx) error {
-		for name, r := range d.routes {
+		for _, r := range d.list() {
+			name := r.Name
 			s := RouteStats{Route: name}
 			r.mu.Lock()
 			s.Failures, s.LastError = r.failures, r.lastErr

@@ -92,11 +92,12 @@ type FireFunc func(tx *bolt.Tx, t Timer) error
 
 // Wheel fires due timers.
 type Wheel struct {
-	db   *bolt.DB
-	fire FireFunc
-	now  func() time.Time
-	log  *slog.Logger
-	wake chan struct{}
+	db    *bolt.DB
+	fire  FireFunc
+	now   func() time.Time
+	log   *slog.Logger
+	wake  chan struct{}
+	probe chan struct{} // answered by Run between rounds (Probe)
 	// Fired, if set, is called after each commit that fired timers.
 	Fired func()
 }
@@ -112,7 +113,7 @@ func NewWheel(db *bolt.DB, fire FireFunc, now func() time.Time, log *slog.Logger
 	if err := db.Update(Init); err != nil {
 		return nil, fmt.Errorf("timer: init: %w", err)
 	}
-	return &Wheel{db: db, fire: fire, now: now, log: log.With("component", "timer"), wake: make(chan struct{}, 1)}, nil
+	return &Wheel{db: db, fire: fire, now: now, log: log.With("component", "timer"), wake: make(chan struct{}, 1), probe: make(chan struct{})}, nil
 }
 
 // Wake makes Run look at the earliest timer again (after one was set).
@@ -145,9 +146,22 @@ func (w *Wheel) Run(ctx context.Context) error {
 			t.Stop()
 			return nil
 		case <-w.wake:
+		case <-w.probe: // Probe: between rounds, not stuck in one
 		case <-t.C:
 		}
 		t.Stop()
+	}
+}
+
+// Probe returns nil once Run has come round to answer it, or an error when
+// ctx ends first. Each round fires due timers in a write transaction, so a
+// stuck fsync or a deadlock on the database stops the answer.
+func (w *Wheel) Probe(ctx context.Context) error {
+	select {
+	case w.probe <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("timer: loop did not answer: %w", ctx.Err())
 	}
 }
 

@@ -88,6 +88,18 @@ const (
 	ReadAudit Permission = "read_audit"
 	// SubjectAccess produces a subject access request (SAR) report.
 	SubjectAccess Permission = "subject_access"
+	// ReportIncident records an incident that raised no alarm (the console's
+	// quick form). Wearers report their own; reporting must take seconds, so
+	// anyone in the control room may do it for them.
+	ReportIncident Permission = "report_incident"
+	// ReadIncidents reads incident records and their support plans.
+	ReadIncidents Permission = "read_incidents"
+	// ManageIncidents classifies incidents and completes support-plan steps.
+	ManageIncidents Permission = "manage_incidents"
+	// ReadReports produces the monthly violence-prevention report
+	// (anonymised by default; the named one also needs ReadIncidents in
+	// ScopeAll, since it shows what the incident records show).
+	ReadReports Permission = "read_reports"
 )
 
 // Scope is how much of what a permission covers a role may reach. Scopes
@@ -133,11 +145,14 @@ func (s Scope) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
 var roleTable = map[Role]map[Permission]Scope{
 	Operator: {
 		ReadAlerts: ScopeAll, ActOnAlerts: ScopeAll,
+		ReportIncident: ScopeAll,
 	},
+	// Supervisors are line managers: they run the support plans.
 	Supervisor: {
 		ReadAlerts: ScopeAll, ActOnAlerts: ScopeAll,
 		ReadDevices: ScopeAll, ReadRejected: ScopeAll, ReadRoutes: ScopeAll, ReadEvidenceStatus: ScopeAll,
 		AssignIncidents: ScopeAll,
+		ReportIncident:  ScopeAll, ReadIncidents: ScopeAll, ManageIncidents: ScopeAll, ReadReports: ScopeAll,
 	},
 	Admin: {
 		ReadAlerts: ScopeAll, ActOnAlerts: ScopeAll,
@@ -155,9 +170,11 @@ var roleTable = map[Role]map[Permission]Scope{
 		SetLegalHold: ScopeAll, LiftLegalHold: ScopeAll, ExtendRetention: ScopeAll,
 		SearchClips: ScopeAll, SubjectAccess: ScopeAll,
 		ReadEvidenceStatus: ScopeAll, AssignIncidents: ScopeAll, CloseIncident: ScopeAll,
+		ReportIncident: ScopeAll, ReadIncidents: ScopeAll, ManageIncidents: ScopeAll, ReadReports: ScopeAll,
 	},
 	Wearer: {
 		SearchClips: ScopeOwn, ViewFootage: ScopeOwn, SubjectAccess: ScopeOwn,
+		ReportIncident: ScopeOwn, ReadIncidents: ScopeOwn,
 	},
 }
 
@@ -171,7 +188,7 @@ func Permissions() []Permission {
 	return []Permission{ReadAlerts, ActOnAlerts, ReadDevices, ReadRejected, ReadRoutes, ReadEvidenceStatus,
 		ManageDevices, ManageUsers, SearchClips, ViewFootage, AssignIncidents, CloseIncident,
 		ExtendRetention, SetLegalHold, LiftLegalHold, RequestRelease, ApproveRelease, ExportRelease,
-		ReadAudit, SubjectAccess}
+		ReadAudit, SubjectAccess, ReportIncident, ReadIncidents, ManageIncidents, ReadReports}
 }
 
 // Valid reports whether r is a known role.

@@ -38,6 +38,10 @@ func TestRoleTable(t *testing.T) {
 		{ExportRelease, "--SA--"},
 		{ReadAudit, "---A--"},
 		{SubjectAccess, "---A-O"},
+		{ReportIncident, "AA-A-O"},
+		{ReadIncidents, "-A-A-O"},
+		{ManageIncidents, "-A-A--"},
+		{ReadReports, "-A-A--"}, // named reports also need ReadIncidents in ScopeAll
 	}
 	require.ElementsMatch(t, Roles(), roles, "the matrix covers every role")
 	var perms []Permission

@@ -36,6 +36,12 @@ func OpenDB(path string) (*sql.DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("access: %w", err)
 	}
+	// A database from a newer vigil is refused before anything reads or
+	// writes it; sqlitedb.Migrate(DBSchema()) brings an older one up.
+	if err := sqlitedb.Check(context.Background(), db, DBSchema()); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("access: %w", err)
+	}
 	return db, nil
 }
 

@@ -49,6 +49,9 @@ type Config struct {
 	// Now is the clock for frame timestamps; default time.Now. Timeouts use
 	// real time.
 	Now func() time.Time
+	// ClockUnsynchronised, when set, reports whether Now is known not to be
+	// synchronised to a time source; see Client.stamp for what changes.
+	ClockUnsynchronised func() bool
 	// Logger receives diagnostics; default discards them. Keys are never logged.
 	Logger *slog.Logger
 }
@@ -230,6 +233,7 @@ type Client struct {
 	sess   *session
 	seq    int           // last sequence number used
 	offset time.Duration // receiver clock minus ours, learnt from NAKs
+	learnt bool          // offset came from a receiver's NAK
 
 	closed      context.Context // done after Close
 	closeCancel context.CancelFunc
@@ -313,7 +317,7 @@ func (c *Client) Send(ctx context.Context, m forward.Message) error {
 // learnt about the link. The caller holds the turn.
 func (c *Client) sendLocked(ctx context.Context, f Frame, m forward.Message) (linkState, error) {
 	for attempt := 0; ; attempt++ {
-		f.Timestamp, f.HasTimestamp = c.cfg.Now().Add(c.offset), true
+		c.stamp(&f)
 		resp, err := c.exchange(ctx, f)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -330,7 +334,7 @@ func (c *Client) sendLocked(ctx context.Context, f Frame, m forward.Message) (li
 				c.cfg.Addr, ErrDUH, f.Seq, m.Kind, m.Event, m.Zone))
 		case IDNAK:
 			if resp.HasTimestamp {
-				c.offset = resp.Timestamp.Sub(c.cfg.Now())
+				c.offset, c.learnt = resp.Timestamp.Sub(c.cfg.Now()), true
 				c.log.Info("receiver clock differs; correcting timestamps", "seq", f.Seq, "offset", c.offset)
 			}
 			if attempt >= maxNAKResends {
@@ -376,7 +380,7 @@ func (c *Client) linkTest(ctx context.Context) {
 		return
 	}
 	f := c.frame(IDNull, c.nextSeq())
-	f.Timestamp, f.HasTimestamp = c.cfg.Now().Add(c.offset), true
+	c.stamp(&f)
 	resp, err := c.exchange(ctx, f)
 	link := linkUp
 	switch {
@@ -385,7 +389,7 @@ func (c *Client) linkTest(ctx context.Context) {
 	case err != nil:
 		link = linkDown
 	case resp.ID == IDNAK && resp.HasTimestamp:
-		c.offset = resp.Timestamp.Sub(c.cfg.Now())
+		c.offset, c.learnt = resp.Timestamp.Sub(c.cfg.Now()), true
 	}
 	c.release()
 	c.report(link, err)
@@ -398,6 +402,25 @@ func (c *Client) Close() error {
 	c.turn <- struct{}{}
 	defer c.release()
 	return c.closeConnLocked()
+}
+
+// stamp sets f's timestamp: our clock corrected by the offset a receiver's
+// NAK taught us. The caller holds the turn.
+//
+// While our clock is known to be unsynchronised (a Raspberry Pi without
+// RTC before NTP has answered) and no receiver has told us its time, an
+// unencrypted frame goes without a timestamp. DC-09 makes it optional
+// there, and none is better than a wrong one: a receiver that checks it
+// would NAK the alarm and cost a round trip (or several, if our clock is
+// being stepped), and one that does not would log the alarm at a time
+// that may be hours or years out. Without a timestamp the receiver uses
+// its own clock, which is what an ARC operator needs. An encrypted frame
+// must carry one (the timestamp is its replay protection), so it gets our
+// best guess and the NAK path corrects it. The [H] time of occurrence is
+// unaffected: it is the device's event time, not ours.
+func (c *Client) stamp(f *Frame) {
+	f.Timestamp = c.cfg.Now().Add(c.offset)
+	f.HasTimestamp = c.cfg.Key != nil || c.learnt || c.cfg.ClockUnsynchronised == nil || !c.cfg.ClockUnsynchronised()
 }
 
 func (c *Client) frame(id string, seq int) Frame {
