@@ -22,7 +22,7 @@ VERSION_LDFLAGS := -X $(BUILDINFO).version=$(VERSION) -X $(BUILDINFO).commit=$(C
 LDFLAGS  := -s -w $(VERSION_LDFLAGS)
 STATICCHECK_VERSION := v0.8.2
 
-.PHONY: all build run test test-short test-emulated testenv bench cross package lint fuzz clean
+.PHONY: all build run test test-short test-emulated testenv bench bench-capacity cross package lint fuzz clean
 
 all: build
 
@@ -110,6 +110,13 @@ bench: | $(BIN)
 	. ./$(BIN)/.testenv && export VIGIL_MINIO VIGIL_MC && \
 	  VIGIL_E2E_BENCH=1 $(GO) test -run='^$$' -bench=E2E -benchtime=1x -timeout 20m ./gateway/e2e/ && \
 	  VIGIL_E2E_BENCH=1 VIGIL_BENCH_OUT=$(CURDIR)/$(BIN) $(GO) test -run='^$$' -bench=EvidenceUpload -benchtime=1x -timeout 60m ./gateway/e2e/
+
+# bench-capacity: buttons and cameras one gateway carries before the alarm
+# latency or upload targets slip (BENCHMARKS.md §6, deploy/SCALE.md; ~7 min).
+bench-capacity: | $(BIN)
+	@deploy/testenv/install.sh > $(BIN)/.testenv
+	. ./$(BIN)/.testenv && export VIGIL_MINIO && \
+	  VIGIL_E2E_BENCH=1 $(GO) test -v -run='^$$' -bench=Capacity -benchtime=1x -timeout 60m ./gateway/e2e/
 
 cross:
 	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/linux-arm64/ ./cmd/...

@@ -66,6 +66,7 @@ var (
 	descUndelivered = prometheus.NewDesc("vigil_alerts_undelivered", "Open alerts that no receiver has acknowledged.", nil, nil)
 	descDepth       = prometheus.NewDesc("vigil_outbox_depth", "Messages waiting on a route.", []string{"route"}, nil)
 	descAge         = prometheus.NewDesc("vigil_outbox_oldest_age_seconds", "Age of the oldest message waiting on a route.", []string{"route"}, nil)
+	descOverdue     = prometheus.NewDesc("vigil_support_steps_overdue", "Open post-incident support steps past their due time.", nil, nil)
 )
 
 // stateCollector reads alert and outbox state from the database at scrape time,
@@ -77,12 +78,16 @@ func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descUndelivered
 	ch <- descDepth
 	ch <- descAge
+	ch <- descOverdue
 }
 
 func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	if counts, err := c.a.engine.Count(); err == nil {
 		ch <- prometheus.MustNewConstMetric(descOpen, prometheus.GaugeValue, float64(counts.Open))
 		ch <- prometheus.MustNewConstMetric(descUndelivered, prometheus.GaugeValue, float64(counts.Undelivered))
+	}
+	if n, err := c.a.incidents.OverdueCount(time.Now()); err == nil {
+		ch <- prometheus.MustNewConstMetric(descOverdue, prometheus.GaugeValue, float64(n))
 	}
 	stats, err := c.a.outbox.Stats()
 	if err != nil {
