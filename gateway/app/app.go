@@ -148,6 +148,8 @@ type App struct {
 	clock           sysclock.Reader
 	clockEvery      time.Duration
 	clockAlertAfter time.Duration
+	// brokerCheckEvery and brokerAlertAfter tune watchBroker (0: defaults).
+	brokerCheckEvery, brokerAlertAfter time.Duration
 
 	// Reload (reload.go) and the service manager (service.go).
 	live        atomic.Pointer[routeSet]         // the reloadable part: ARC clients, webhook senders, routing
@@ -400,6 +402,7 @@ func (a *App) Run(ctx context.Context) error {
 	g.Go(func() error { return a.audit.Run(gctx) })
 	g.Go(func() error { return a.gov.Run(gctx) })
 	g.Go(func() error { return a.watchClock().Run(gctx) })
+	g.Go(func() error { return a.watchBroker(gctx) })
 	g.Go(func() error { return a.incidents.Run(gctx, a.remind, a.cfg.Incidents.CheckEvery, nil) })
 	g.Go(func() error {
 		err := a.mqtt.Run(gctx)
