@@ -52,3 +52,15 @@ func TestConfigStrictAndValidated(t *testing.T) {
 		assert.Contains(t, err.Error(), want)
 	}
 }
+
+func TestMQTTSitesValidated(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.MQTT.Sites = []string{"north", "north", "+", ""}
+	err := cfg.Validate()
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "mqtt.sites")
+	assert.Contains(t, err.Error(), `"+"`)
+	assert.Contains(t, err.Error(), `"north" is listed twice`)
+	cfg.MQTT.Sites = []string{"north", "south-2"}
+	require.NoError(t, cfg.Validate())
+}
