@@ -226,6 +226,10 @@ func (p *printer) report(rep exhibit.Report, path string, size int64, keyGiven b
 			p.line("     recorded %s to %s (%s)", c.Start.UTC().Format(timeLayout), c.End.UTC().Format(timeLayout), c.End.Sub(c.Start).Round(time.Second))
 			p.line("     %d bytes (%s), SHA-256 %s", c.Size, humanBytes(c.Size), c.SHA256)
 			p.line("     received %s (%s), ledger entry %d", c.Received.UTC().Format(timeLayout), c.Ingest, c.Index)
+			if c.ClockUnsynchronised {
+				p.line("     NOTE: the gateway's clock was not synchronised to a time source when it received this clip;")
+				p.line("     its received time may be wrong (the mark is part of the signed ledger entry). The bytes are unaffected.")
+			}
 		}
 		switch {
 		case c.OK && c.Proved:
