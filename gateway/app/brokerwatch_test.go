@@ -1,7 +1,6 @@
 package app
 
 import (
-	"context"
 	"net"
 	"testing"
 	"time"
@@ -24,10 +23,7 @@ func TestBrokerDownRaisesOneAlert(t *testing.T) {
 	a, err := New(cfg, nil)
 	require.NoError(t, err)
 	a.brokerCheckEvery, a.brokerAlertAfter = 10*time.Millisecond, 50*time.Millisecond
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	runApp(t, a)
 
 	count := func() int {
 		list, err := a.engine.List(0)

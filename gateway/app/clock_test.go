@@ -88,16 +88,14 @@ func clockGauge(t *testing.T, a *App) float64 {
 // synchronised: the gauge says so, one alert is raised however long it
 // lasts, evidence accepted meanwhile is marked, and recovery is noted.
 func TestClockUnsynchronised(t *testing.T) {
+	ctx := context.Background()
 	cfg := DefaultConfig()
 	cfg.State, cfg.HTTP, cfg.Broker.Listen = t.TempDir(), "127.0.0.1:0", "127.0.0.1:0"
 	a, err := New(cfg, nil)
 	require.NoError(t, err)
 	fc := &fakeClock{state: sysclock.Unsynchronised}
 	a.clock, a.clockEvery, a.clockAlertAfter = fc, 2*time.Millisecond, 10*time.Millisecond
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	t.Cleanup(func() { cancel(); require.NoError(t, <-done) })
+	runApp(t, a)
 
 	eventually(t, func() bool { return len(clockAlerts(t, a)) == 1 }, "the clock alert")
 	al := clockAlerts(t, a)[0]

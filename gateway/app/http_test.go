@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -33,11 +34,26 @@ func startAppIn(t *testing.T, state string) (*App, string) {
 	cfg.State, cfg.HTTP, cfg.Broker.Listen = state, "127.0.0.1:0", "127.0.0.1:0"
 	a, err := New(cfg, nil)
 	require.NoError(t, err)
+	runApp(t, a)
+	return a, cfg.State
+}
+
+// runApp runs a (built by the test, perhaps with test settings) until the
+// test ends, when Run must have returned nil. stop ends it sooner and
+// returns Run's error; calling it again returns the same.
+func runApp(t *testing.T, a *App) (stop func() error) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
-	t.Cleanup(func() { cancel(); require.NoError(t, <-done) })
-	return a, cfg.State
+	var once sync.Once
+	var err error
+	stop = func() error {
+		once.Do(func() { cancel(); err = <-done })
+		return err
+	}
+	t.Cleanup(func() { require.NoError(t, stop()) })
+	return stop
 }
 
 // request is one API call. token is a bearer token ("Basic …" is sent as

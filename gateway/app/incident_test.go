@@ -56,10 +56,7 @@ func TestIncidentFromGenuineAlarmAndDeviceReport(t *testing.T) {
 	cfg.Incidents.LineManagers = map[string]string{"btn-1": "Sam Lead", "leeds": "Ward Manager"}
 	a, err := New(cfg, nil)
 	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	t.Cleanup(func() { cancel(); require.NoError(t, <-done) })
+	runApp(t, a)
 
 	sup := addUser(t, a.accounts, "Sam Lead", access.Supervisor, "", "")
 	op := addUser(t, a.accounts, "Operator 7", access.Operator, "", "")

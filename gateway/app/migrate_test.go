@@ -94,6 +94,7 @@ func fixtureConfig(state string) Config {
 // the alerts, the alarm still waiting in the outbox, the devices, the users
 // and the audit trail are all there.
 func TestMigrateStateV0(t *testing.T) {
+	ctx := context.Background()
 	state := extractState(t)
 	b, e, g := versions(t, state)
 	require.Equal(t, [3]int{0, 0, 0}, [3]int{b, e, g}, "the fixture is unversioned")
@@ -104,16 +105,7 @@ func TestMigrateStateV0(t *testing.T) {
 	logs := &syncBuf{}
 	a, err := New(cfg, slog.New(slog.NewTextHandler(logs, nil)))
 	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	stopped := false
-	t.Cleanup(func() {
-		if !stopped {
-			cancel()
-			<-done
-		}
-	})
+	stop := runApp(t, a)
 	for _, store := range []string{StateDB, evidence.DBFile, GovernanceDB} {
 		assert.Contains(t, logs.String(), `msg="schema migrated" store=`+store+" from=0 to=1")
 	}
@@ -171,9 +163,7 @@ func TestMigrateStateV0(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, report.OK(), "the audit chain and its seal still verify: %s", report)
 
-	cancel()
-	require.NoError(t, <-done)
-	stopped = true
+	require.NoError(t, stop())
 	b, e, g = versions(t, state)
 	assert.Equal(t, [3]int{len(schema.State()), evidence.SchemaVersion(), access.DBSchema().Version()}, [3]int{b, e, g},
 		"every store is at this build's version")

@@ -110,6 +110,7 @@ func duress(a *App, device string, seq uint64) {
 // need a restart are named; a broken configuration is refused and the
 // running one kept.
 func TestReloadMovesAlarmsToNewReceiver(t *testing.T) {
+	ctx := context.Background()
 	arcA, arcB := startTestARC(t), startTestARC(t)
 	dir := t.TempDir()
 	state := filepath.Join(dir, "state")
@@ -131,16 +132,12 @@ func TestReloadMovesAlarmsToNewReceiver(t *testing.T) {
 	a, err := New(cfg, slog.New(slog.NewTextHandler(logs, nil)))
 	require.NoError(t, err)
 	a.ReloadFrom(func() (Config, error) { return LoadConfig(path) })
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
 	t.Cleanup(func() {
-		cancel()
-		require.NoError(t, <-done)
 		if t.Failed() {
 			t.Logf("gateway log:\n%s", logs.String())
 		}
 	})
+	runApp(t, a)
 	delivered := func(id string) bool {
 		v, err := a.engine.Get(id)
 		return err == nil && v.State == alert.Delivered
@@ -223,6 +220,7 @@ func TestReloadMovesAlarmsToNewReceiver(t *testing.T) {
 // Shrinking the receiver list moves the removed receiver's queue to the
 // primary; a removed webhook's queue is kept, not dropped.
 func TestReloadRemovedReceiverQueueMovesToPrimary(t *testing.T) {
+	ctx := context.Background()
 	arcA, arcB := startTestARC(t), startTestARC(t)
 	arcB.silent.Store(true)
 	dir := t.TempDir()
@@ -246,10 +244,7 @@ func TestReloadRemovedReceiverQueueMovesToPrimary(t *testing.T) {
 	a, err := New(cfg, nil)
 	require.NoError(t, err)
 	a.ReloadFrom(func() (Config, error) { return LoadConfig(path) })
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	t.Cleanup(func() { cancel(); require.NoError(t, <-done) })
+	runApp(t, a)
 
 	// p1 goes to arc1 (B) only, which does not answer.
 	duress(a, "btn-01", 1)

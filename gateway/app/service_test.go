@@ -85,16 +85,7 @@ func TestServiceNotifications(t *testing.T) {
 	cfg.State, cfg.HTTP, cfg.Broker.Listen = t.TempDir(), "127.0.0.1:0", "127.0.0.1:0"
 	a, err := New(cfg, nil)
 	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	stopped := false
-	t.Cleanup(func() {
-		if !stopped {
-			cancel()
-			<-done
-		}
-	})
+	stop := runApp(t, a)
 
 	ready := sock.next(t, 20*time.Second, "READY=1", has("READY=1"))
 	assert.Contains(t, ready, "STATUS=running; MQTT", "a readable status comes with READY")
@@ -138,8 +129,6 @@ func TestServiceNotifications(t *testing.T) {
 	m = sock.next(t, 5*time.Second, "READY=1 after the reload", has("READY=1"))
 	assert.Contains(t, m, "reload refused")
 
-	cancel()
-	require.NoError(t, <-done)
-	stopped = true
+	require.NoError(t, stop())
 	sock.next(t, 5*time.Second, "STOPPING=1", has("STOPPING=1"))
 }
