@@ -101,6 +101,10 @@ type Classification struct {
 	At time.Time `json:"at"`
 }
 
+// MaxField bounds the classification's free-text fields (staff group, crime
+// reference, prosecution outcome): short labels, not accounts.
+const MaxField = 64
+
 // ErrInvalid is wrapped by every *FieldError, so callers can tell bad input
 // (a 400) from a storage failure with errors.Is.
 var ErrInvalid = errors.New("incident: invalid input")
@@ -136,6 +140,11 @@ func (c Classification) Validate() error {
 		oneOf("cause", c.Cause, Causes()),
 		oneOf("setting", c.Setting, Settings()),
 		oneOf("injury", c.Injury, Injuries()),
+	}
+	for field, v := range map[string]string{"staff_group": c.StaffGroup, "crime_ref": c.CrimeRef, "prosecution_outcome": c.ProsecutionOutcome} {
+		if len(v) > MaxField || strings.ContainsFunc(v, func(r rune) bool { return r < ' ' }) {
+			errs = append(errs, &FieldError{Field: field, Value: v[:min(len(v), 32)], Problem: fmt.Sprintf("must be at most %d bytes without control characters", MaxField)})
+		}
 	}
 	if !c.Police && c.CrimeRef != "" {
 		errs = append(errs, &FieldError{Field: "crime_ref", Value: c.CrimeRef, Problem: "is set but police is false"})

@@ -759,3 +759,14 @@ func TestReportRefusesOverlongText(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "Ward 7", inc.Place)
 }
+
+func TestClassificationFreeTextBounded(t *testing.T) {
+	c := Classification{Type: TypeThreat, Cause: "unknown", Setting: "ward", Injury: "none", Police: true,
+		CrimeRef: strings.Repeat("9", MaxField+1), StaffGroup: "nurse\x00"}
+	err := c.Validate()
+	require.ErrorIs(t, err, ErrInvalid)
+	assert.Contains(t, err.Error(), "crime_ref")
+	assert.Contains(t, err.Error(), "staff_group")
+	c.CrimeRef, c.StaffGroup = "WY-2026-123", "nursing"
+	require.NoError(t, c.Validate())
+}
