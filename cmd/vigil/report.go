@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -151,11 +152,11 @@ func fileExists(p string) bool {
 // apiErrorText is the "error" of an API error body, or the start of the body.
 func apiErrorText(r io.Reader) string {
 	b, _ := io.ReadAll(io.LimitReader(r, 4096))
-	s := strings.TrimSpace(string(b))
-	if _, rest, ok := strings.Cut(s, `"error": "`); ok {
-		if msg, _, ok := strings.Cut(rest, `"`); ok {
-			return msg
-		}
+	var e struct {
+		Error string `json:"error"`
 	}
-	return s
+	if json.Unmarshal(b, &e) == nil && e.Error != "" {
+		return e.Error
+	}
+	return strings.TrimSpace(string(b))
 }

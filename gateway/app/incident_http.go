@@ -79,14 +79,9 @@ func (a *App) listIncidents(w http.ResponseWriter, r *http.Request) {
 			out = append(out, incident.View(inc, v))
 		}
 	}
-	overdue := 0
-	now := time.Now()
+	overdue, now := 0, time.Now()
 	for _, inc := range out {
-		for _, t := range inc.Plan {
-			if t.Status == incident.StatusOpen && now.After(t.Due) {
-				overdue++
-			}
-		}
+		overdue += inc.Overdue(now)
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"incidents": out, "overdue": overdue})
 }
@@ -279,14 +274,12 @@ func (a *App) buildMonthly(month time.Time, loc *time.Location, site string, nam
 // monthlyIncident flattens an incident record for the report.
 func monthlyIncident(inc incident.Incident, now time.Time) monthly.Incident {
 	out := monthly.Incident{ID: inc.ID, Site: inc.Site, Team: inc.Team, Occurred: inc.OccurredAt, Type: inc.Type(),
-		Physical: inc.Kind() == incident.KindPhysical, Wearer: inc.Wearer, Confidential: inc.Confidential, Resolved: inc.Resolved}
+		Physical: inc.Kind() == incident.KindPhysical, Wearer: inc.Wearer, Confidential: inc.Confidential, Resolved: inc.Resolved,
+		Overdue: inc.Overdue(now)}
 	if c := inc.Classification; c != nil {
 		out.Cause, out.Police, out.CrimeRef, out.ProsecutionOutcome = c.Cause, c.Police, c.CrimeRef, c.ProsecutionOutcome
 	}
 	for _, t := range inc.Plan {
-		if t.Status == incident.StatusOpen && now.After(t.Due) {
-			out.Overdue++
-		}
 		if t.Status != incident.StatusDone {
 			continue
 		}

@@ -123,6 +123,17 @@ func (inc Incident) Open() bool {
 	return slices.ContainsFunc(inc.Plan, func(t Task) bool { return t.Status == StatusOpen })
 }
 
+// Overdue counts the plan's open steps past their due time at now.
+func (inc Incident) Overdue(now time.Time) int {
+	n := 0
+	for _, t := range inc.Plan {
+		if t.Status == StatusOpen && now.After(t.Due) {
+			n++
+		}
+	}
+	return n
+}
+
 func (inc Incident) clone() Incident {
 	out := inc
 	out.Plan = slices.Clone(inc.Plan)

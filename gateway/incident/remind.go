@@ -73,11 +73,7 @@ func (s *Store) OverdueCount(now time.Time) (int, error) {
 	n := 0
 	err := s.db.View(func(tx *bolt.Tx) error {
 		return forEach(tx, func(inc Incident) error {
-			for _, t := range inc.Plan {
-				if t.Status == StatusOpen && now.After(t.Due) {
-					n++
-				}
-			}
+			n += inc.Overdue(now)
 			return nil
 		})
 	})
