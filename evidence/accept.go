@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	"github.com/vigil-gw/vigil/evidence/ingest"
@@ -29,11 +28,12 @@ func (s *Service) Admit(ctx context.Context, m ingest.Meta) error {
 	if n > 0 {
 		return fmt.Errorf("%w: %s/%s", ingest.ErrDuplicate, m.Camera, m.Clip)
 	}
-	used, err := diskUsed(s.dir)
+	disk, err := DiskOf(s.dir)
 	if err != nil {
 		s.log.Warn("cannot read the state disk's usage", "err", err)
 		return nil
 	}
+	used := disk.Used()
 	if used < s.cfg.HighWater {
 		return nil
 	}
@@ -48,18 +48,6 @@ func (s *Service) Admit(ctx context.Context, m ingest.Meta) error {
 	s.alert("highwater", "evidence_spool_full", cam.Site, fmt.Sprintf(
 		"the state disk is %.0f%% full (high-water mark %.0f%%): new non-evidential clips are refused until uploads free space; evidential clips are still accepted", used*100, s.cfg.HighWater*100))
 	return fmt.Errorf("%w: disk %.0f%% used", ingest.ErrFull, used*100)
-}
-
-// diskUsed is the fraction of the filesystem holding dir that is in use.
-func diskUsed(dir string) (float64, error) {
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(dir, &st); err != nil {
-		return 0, err
-	}
-	if st.Blocks == 0 {
-		return 0, nil
-	}
-	return 1 - float64(st.Bavail)/float64(st.Blocks), nil
 }
 
 // Accept enters a complete spooled clip (ingest.Sink): a clip whose bytes do

@@ -5,7 +5,6 @@ import (
 	"runtime"
 	"runtime/debug"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -96,23 +95,9 @@ func (c *systemCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descHighWater, prometheus.GaugeValue, c.highWater)
 	// A disk that cannot be read leaves the series absent rather than 0: a
 	// reassuring 0 would hide the very fault the alert is for.
-	if used, err := diskUsedRatio(c.dir); err == nil {
-		ch <- prometheus.MustNewConstMetric(descDiskUsed, prometheus.GaugeValue, used)
+	if disk, err := evidence.DiskOf(c.dir); err == nil {
+		ch <- prometheus.MustNewConstMetric(descDiskUsed, prometheus.GaugeValue, disk.Used())
 	}
-}
-
-// diskUsedRatio is the fraction of the filesystem holding dir that is in
-// use, counting space reserved for root as used (what an unprivileged
-// gateway can still write is what matters). It mirrors evidence's own check.
-func diskUsedRatio(dir string) (float64, error) {
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(dir, &st); err != nil {
-		return 0, err
-	}
-	if st.Blocks == 0 {
-		return 0, nil
-	}
-	return 1 - float64(st.Bavail)/float64(st.Blocks), nil
 }
 
 // presetAttempts creates each route's attempt counters at 0, so that a

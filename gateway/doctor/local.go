@@ -12,8 +12,8 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
-	"golang.org/x/sys/unix"
 
+	"github.com/vigil-gw/vigil/evidence"
 	"github.com/vigil-gw/vigil/gateway/app"
 	"github.com/vigil-gw/vigil/gateway/sysclock"
 )
@@ -213,17 +213,11 @@ const nearWater = 0.05
 
 // checkDiskSpace compares the state filesystem's use with evidence.high_water.
 func checkDiskSpace(dir string, highWater float64) Finding {
-	var st unix.Statfs_t
-	if err := unix.Statfs(dir, &st); err != nil {
+	disk, err := evidence.DiskOf(dir)
+	if err != nil {
 		return finding(checkDisk, Warn, fmt.Sprintf("cannot read the free space of %s: %v", dir, err), "", map[string]any{"dir": dir})
 	}
-	bsize := uint64(st.Bsize) // int64, int32 or uint32 depending on the port
-	total, avail := uint64(st.Blocks)*bsize, uint64(st.Bavail)*bsize
-	used := 0.0
-	if st.Blocks > 0 {
-		used = 1 - float64(st.Bavail)/float64(st.Blocks)
-	}
-	return judgeDisk(dir, used, highWater, avail, total)
+	return judgeDisk(dir, disk.Used(), highWater, disk.Avail, disk.Total)
 }
 
 // judgeDisk fails when the state disk is above the high-water mark (new
