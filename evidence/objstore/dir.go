@@ -155,15 +155,9 @@ func (d *Dir) open() (*os.Root, error) {
 // The bytes go to a temp file that is fsynced and renamed into place. Resume
 // and Progress are not used: a local copy is restarted from the beginning.
 func (d *Dir) Upload(ctx context.Context, key string, r io.ReaderAt, size int64, opts PutOptions, _ Resume, _ Progress) (Object, error) {
-	if err := validKey(key); err != nil {
-		return Object{}, fmt.Errorf("objstore: upload: %w", err)
-	}
-	if size < 0 {
-		return Object{}, fmt.Errorf("objstore: upload %s: size %d is negative", key, size)
-	}
-	opts, err := checkPut(opts, true)
+	opts, err := checkUpload(key, size, opts)
 	if err != nil {
-		return Object{}, fmt.Errorf("objstore: upload %s: %w", key, err)
+		return Object{}, err
 	}
 	return d.put(ctx, "upload", key, r, size, opts)
 }

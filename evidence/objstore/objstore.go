@@ -210,6 +210,22 @@ func validPrefix(prefix string) error {
 	return validKey(prefix + "x")
 }
 
+// checkUpload checks an Upload's key, size and options for either store and
+// returns the options normalised (see checkPut).
+func checkUpload(key string, size int64, opts PutOptions) (PutOptions, error) {
+	if err := validKey(key); err != nil {
+		return opts, fmt.Errorf("objstore: upload: %w", err)
+	}
+	if size < 0 {
+		return opts, fmt.Errorf("objstore: upload %s: size %d is negative", key, size)
+	}
+	opts, err := checkPut(opts, true)
+	if err != nil {
+		return opts, fmt.Errorf("objstore: upload %s: %w", key, err)
+	}
+	return opts, nil
+}
+
 // checkPut validates opts and returns them normalised: digest lowercased,
 // retention date rounded up to the second and in UTC, metadata copied.
 // requireDigest is set by Upload, which cannot compute the digest of a

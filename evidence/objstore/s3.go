@@ -194,15 +194,9 @@ func (s *S3) CheckBucket(ctx context.Context) error {
 // stored. A part the server received with other bytes than were hashed is
 // also ErrMismatch: the source is changing under the upload.
 func (s *S3) Upload(ctx context.Context, key string, r io.ReaderAt, size int64, opts PutOptions, resume Resume, p Progress) (Object, error) {
-	if err := validKey(key); err != nil {
-		return Object{}, fmt.Errorf("objstore: upload: %w", err)
-	}
-	if size < 0 {
-		return Object{}, fmt.Errorf("objstore: upload %s: size %d is negative", key, size)
-	}
-	opts, err := checkPut(opts, true)
+	opts, err := checkUpload(key, size, opts)
 	if err != nil {
-		return Object{}, fmt.Errorf("objstore: upload %s: %w", key, err)
+		return Object{}, err
 	}
 	if size <= s.partSize {
 		return s.putSingle(ctx, "upload", key, r, size, opts)
