@@ -11,6 +11,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/mod/sumdb/note"
+
+	"github.com/vigil-gw/vigil/evidence/ledger/ledgertest"
 )
 
 func TestCheckpointOnlyWhenGrown(t *testing.T) {
@@ -76,11 +78,11 @@ func TestCheckpointSignature(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, cp, got)
 
-	_, _, otherV := seededKey(t, "vigil-test", 8) // same name, another key
+	_, _, otherV := ledgertest.SeededKey(t, "vigil-test", 8) // same name, another key
 	_, err = ParseCheckpoint(cp.Note, otherV)
 	assert.ErrorContains(t, err, "ledger: parse checkpoint: not signed by key vigil-test")
 
-	_, _, stranger := seededKey(t, "someone-else", 7)
+	_, _, stranger := ledgertest.SeededKey(t, "someone-else", 7)
 	_, err = ParseCheckpoint(cp.Note, stranger)
 	assert.ErrorContains(t, err, "not signed by key someone-else")
 
@@ -95,7 +97,7 @@ func TestCheckpointSignature(t *testing.T) {
 	assert.Equal(t, int64(-1), rep.Problems[0].Index)
 
 	// A witness cosignature by an unknown key does not hurt.
-	_, witness, _ := seededKey(t, "witness", 9)
+	_, witness, _ := ledgertest.SeededKey(t, "witness", 9)
 	n, err := note.Open(cp.Note, note.VerifierList(f.v))
 	require.NoError(t, err)
 	cosigned, err := note.Sign(n, f.signer, witness)
@@ -225,7 +227,7 @@ func TestCheckpointRefusesGap(t *testing.T) {
 // ParseCheckpoint and the body parser: neither may panic, and whatever
 // parses must be a well-formed checkpoint.
 func FuzzParseCheckpoint(f *testing.F) {
-	_, signer, v := seededKey(f, "vigil-test", 7)
+	_, signer, v := ledgertest.SeededKey(f, "vigil-test", 7)
 	root := base64.StdEncoding.EncodeToString(make([]byte, 32))
 	valid, err := note.Sign(&note.Note{Text: "vigil.test/fuzz\n12\n" + root + "\ntime 2025-03-01T09:00:00.000Z\n"}, signer)
 	require.NoError(f, err)

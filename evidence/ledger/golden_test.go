@@ -12,6 +12,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/mod/sumdb/note"
+
+	"github.com/vigil-gw/vigil/evidence/ledger/ledgertest"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
@@ -56,7 +58,7 @@ type goldenConsistency struct {
 // buildGolden makes the vector from its fixed inputs.
 func buildGolden(t *testing.T) golden {
 	ctx := context.Background()
-	skey, signer, v := seededKey(t, "vigil-golden", 0x42)
+	skey, signer, v := ledgertest.SeededKey(t, "vigil-golden", 0x42)
 	const origin = "vigil.example/golden/evidence"
 	l, err := Open(ctx, openDB(t), signer, origin)
 	require.NoError(t, err)

@@ -1,12 +1,9 @@
 package ledger
 
 import (
-	"bytes"
 	"context"
-	"crypto/ed25519"
 	"crypto/sha256"
 	"database/sql"
-	"encoding/base64"
 	"encoding/hex"
 	"fmt"
 	"path/filepath"
@@ -17,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/vigil-gw/vigil/evidence/ledger/ledgertest"
 	"github.com/vigil-gw/vigil/evidence/sqlitedb"
 )
 
@@ -24,23 +22,6 @@ const testOrigin = "vigil.test/site-a/evidence"
 
 // t0 is the fixed start of test time.
 var t0 = time.Date(2025, 3, 1, 9, 0, 0, 0, time.UTC)
-
-// seededKey returns a note signer and verifier whose Ed25519 seed is 32
-// copies of seed, so signatures (deterministic in Ed25519) are stable.
-func seededKey(t testing.TB, name string, seed byte) (string, note.Signer, note.Verifier) {
-	t.Helper()
-	s := bytes.Repeat([]byte{seed}, ed25519.SeedSize)
-	pub := ed25519.NewKeyFromSeed(s).Public().(ed25519.PublicKey)
-	vkey, err := note.NewEd25519VerifierKey(name, pub)
-	require.NoError(t, err)
-	hash := strings.Split(vkey, "+")[1]
-	skey := "PRIVATE+KEY+" + name + "+" + hash + "+" + base64.StdEncoding.EncodeToString(append([]byte{1}, s...))
-	signer, err := note.NewSigner(skey)
-	require.NoError(t, err)
-	verifier, err := note.NewVerifier(vkey)
-	require.NoError(t, err)
-	return skey, signer, verifier
-}
 
 func openDB(t testing.TB) *sql.DB {
 	t.Helper()
@@ -60,7 +41,7 @@ type fixture struct {
 
 func newFixture(t testing.TB) *fixture {
 	t.Helper()
-	_, signer, v := seededKey(t, "vigil-test", 7)
+	_, signer, v := ledgertest.SeededKey(t, "vigil-test", 7)
 	db := openDB(t)
 	l, err := Open(context.Background(), db, signer, testOrigin)
 	require.NoError(t, err)

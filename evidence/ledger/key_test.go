@@ -10,6 +10,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/mod/sumdb/note"
+
+	"github.com/vigil-gw/vigil/evidence/ledger/ledgertest"
 )
 
 func TestLoadOrCreateKey(t *testing.T) {
@@ -56,7 +58,7 @@ func TestLoadOrCreateKey(t *testing.T) {
 }
 
 func TestLoadOrCreateKeyErrors(t *testing.T) {
-	skey, _, _ := seededKey(t, "vigil-test", 3)
+	skey, _, _ := ledgertest.SeededKey(t, "vigil-test", 3)
 	write := func(t *testing.T, content string, mode os.FileMode) string {
 		path := filepath.Join(t.TempDir(), "ledger.key")
 		require.NoError(t, os.WriteFile(path, []byte(content), mode))
@@ -108,7 +110,7 @@ func TestLoadOrCreateKeyErrors(t *testing.T) {
 	})
 
 	t.Run("VerifierKey of a seeded key", func(t *testing.T) {
-		_, _, v := seededKey(t, "vigil-test", 3)
+		_, _, v := ledgertest.SeededKey(t, "vigil-test", 3)
 		vkey, err := VerifierKey(write(t, skey, 0o600))
 		require.NoError(t, err)
 		got, err := note.NewVerifier(vkey)

@@ -10,6 +10,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/mod/sumdb/note"
+
+	"github.com/vigil-gw/vigil/evidence/ledger/ledgertest"
 )
 
 // tamperFixture is a ledger of 12 entries alternating cam-1 (even indices,
@@ -320,7 +322,7 @@ func TestVerifyTamper(t *testing.T) {
 		{
 			name: "replace a checkpoint with one signed by another key",
 			tamper: func(t *testing.T, f *fixture) {
-				_, other, _ := seededKey(t, "vigil-test", 99)
+				_, other, _ := ledgertest.SeededKey(t, "vigil-test", 99)
 				f.resign(t, 2, 10, other)
 			},
 			want: []wantProblem{

@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/vigil-gw/vigil/evidence/ledger/ledgertest"
 	"github.com/vigil-gw/vigil/evidence/sqlitedb"
 )
 
@@ -245,8 +246,8 @@ func TestOpenChecksConfig(t *testing.T) {
 	db, err := sqlitedb.Open(filepath.Join(t.TempDir(), "gov.db"))
 	require.NoError(t, err)
 	defer db.Close()
-	signer, verifier := seededKey(t, "vigil-gw-1", 7)
-	_, otherVerifier := seededKey(t, "vigil-gw-1", 8)
+	_, signer, verifier := ledgertest.SeededKey(t, "vigil-gw-1", 7)
+	_, _, otherVerifier := ledgertest.SeededKey(t, "vigil-gw-1", 8)
 
 	tests := []struct {
 		name string

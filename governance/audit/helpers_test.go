@@ -1,14 +1,10 @@
 package audit
 
 import (
-	"bytes"
 	"context"
-	"crypto/ed25519"
 	"database/sql"
-	"encoding/base64"
 	"fmt"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -16,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/vigil-gw/vigil/evidence/ledger/ledgertest"
 	"github.com/vigil-gw/vigil/evidence/objstore"
 	"github.com/vigil-gw/vigil/evidence/sqlitedb"
 )
@@ -25,24 +22,6 @@ const testOrigin = "vigil.test/gw-1/audit"
 // t0 is the fixed start of test time. It must be recent: the directory store
 // refuses a retain-until date that is not in the future by its own clock.
 var t0 = time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
-
-// seededKey returns a note signer and verifier whose Ed25519 seed is 32
-// copies of seed, so tests can make a second, different key with the same
-// name.
-func seededKey(t testing.TB, name string, seed byte) (note.Signer, note.Verifier) {
-	t.Helper()
-	s := bytes.Repeat([]byte{seed}, ed25519.SeedSize)
-	pub := ed25519.NewKeyFromSeed(s).Public().(ed25519.PublicKey)
-	vkey, err := note.NewEd25519VerifierKey(name, pub)
-	require.NoError(t, err)
-	hash := strings.Split(vkey, "+")[1]
-	skey := "PRIVATE+KEY+" + name + "+" + hash + "+" + base64.StdEncoding.EncodeToString(append([]byte{1}, s...))
-	signer, err := note.NewSigner(skey)
-	require.NoError(t, err)
-	verifier, err := note.NewVerifier(vkey)
-	require.NoError(t, err)
-	return signer, verifier
-}
 
 // fakeClock is a settable clock whose timers fire when it is advanced.
 type fakeClock struct {
@@ -117,7 +96,7 @@ func newFixture(t testing.TB, opts ...func(*Config)) *fixture {
 	require.NoError(t, err)
 	require.NoError(t, store.InitBucket(ctx))
 	f := &fixture{t: t, ctx: ctx, path: filepath.Join(dir, "gov.db"), store: store, clock: newClock()}
-	f.signer, f.verifier = seededKey(t, "vigil-gw-1", 7)
+	_, f.signer, f.verifier = ledgertest.SeededKey(t, "vigil-gw-1", 7)
 	f.cfg = Config{Signer: f.signer, Verifier: f.verifier, Origin: testOrigin, SealEvery: 10,
 		SealInterval: 15 * time.Minute, Store: store, Now: f.clock.Now}
 	for _, o := range opts {

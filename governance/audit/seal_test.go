@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/vigil-gw/vigil/evidence/ledger/ledgertest"
 	"github.com/vigil-gw/vigil/evidence/objstore"
 )
 
@@ -83,7 +84,7 @@ func TestVerifyReportsForgedSeal(t *testing.T) {
 
 	// Someone with store access but not the gateway's key writes a seal
 	// of their own for the unsealed records, under the next free key.
-	forger, _ := seededKey(t, "vigil-gw-1", 8)
+	_, forger, _ := ledgertest.SeededKey(t, "vigil-gw-1", 8)
 	fake := Seal{Origin: testOrigin, Count: 25, Time: f.clock.Now(), First: 21, Last: 25, Prev: f.all()[19].Hash}
 	for _, r := range f.all()[20:] {
 		fake.Entries = append(fake.Entries, SealEntry{Seq: r.Seq, Hash: r.Hash, Content: ContentHash(r)})
@@ -264,7 +265,7 @@ func TestParseSealRejects(t *testing.T) {
 	_, err := ParseSeal(good, f.verifier)
 	require.NoError(t, err)
 
-	_, other := seededKey(t, "someone-else", 9)
+	_, _, other := ledgertest.SeededKey(t, "someone-else", 9)
 	_, err = ParseSeal(good, other)
 	assert.ErrorContains(t, err, "not signed by the gateway's key")
 	_, err = ParseSeal(good, nil)
