@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"math"
 	"time"
+
+	"github.com/vigil-gw/vigil/evidence/sqlitedb"
 )
 
 // MarkEvidential makes a camera's footage evidential for an incident: every
@@ -158,14 +160,5 @@ func (s *Service) windowsFor(ctx context.Context, camera string, start, end time
 	if err != nil {
 		return nil, fmt.Errorf("evidence: windows: %w", err)
 	}
-	defer rows.Close()
-	var incs []string
-	for rows.Next() {
-		var i string
-		if err := rows.Scan(&i); err != nil {
-			return nil, err
-		}
-		incs = append(incs, i)
-	}
-	return incs, rows.Err()
+	return sqlitedb.Strings(rows)
 }

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/vigil-gw/vigil/evidence/sqlitedb"
 )
 
 // Clip is one clip as the gateway holds it.
@@ -78,16 +80,8 @@ func (s *Service) List(ctx context.Context, f Filter) ([]Clip, error) {
 	if err != nil {
 		return nil, fmt.Errorf("evidence: list: %w", err)
 	}
-	defer rows.Close()
-	var out []Clip
-	for rows.Next() {
-		c, err := scanClip(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, c)
-	}
-	if err := rows.Err(); err != nil {
+	out, err := sqlitedb.Collect(rows, scanClip)
+	if err != nil {
 		return nil, err
 	}
 	for i := range out {
@@ -119,16 +113,7 @@ func (s *Service) incidents(ctx context.Context, camera, clip string) ([]string,
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var i string
-		if err := rows.Scan(&i); err != nil {
-			return nil, err
-		}
-		out = append(out, i)
-	}
-	return out, rows.Err()
+	return sqlitedb.Strings(rows)
 }
 
 // Event is one step in a clip's chain of custody.
@@ -144,18 +129,13 @@ func (s *Service) Custody(ctx context.Context, camera, clip string) ([]Event, er
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	var out []Event
-	for rows.Next() {
+	return sqlitedb.Collect(rows, func(sc sqlitedb.Scanner) (Event, error) {
 		e := Event{Camera: camera, Clip: clip}
 		var at int64
-		if err := rows.Scan(&at, &e.What, &e.Detail); err != nil {
-			return nil, err
-		}
+		err := sc.Scan(&at, &e.What, &e.Detail)
 		e.At = fromMS(at)
-		out = append(out, e)
-	}
-	return out, rows.Err()
+		return e, err
+	})
 }
 
 // Status is the state of the evidence path at a glance.
@@ -234,16 +214,10 @@ func (s *Service) Quarantine(ctx context.Context) ([]Quarantined, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	var out []Quarantined
-	for rows.Next() {
-		var q Quarantined
+	return sqlitedb.Collect(rows, func(sc sqlitedb.Scanner) (q Quarantined, err error) {
 		var at int64
-		if err := rows.Scan(&q.Camera, &q.Clip, &q.Declared, &q.Actual, &q.Path, &q.Size, &at); err != nil {
-			return nil, err
-		}
+		err = sc.Scan(&q.Camera, &q.Clip, &q.Declared, &q.Actual, &q.Path, &q.Size, &at)
 		q.At = fromMS(at)
-		out = append(out, q)
-	}
-	return out, rows.Err()
+		return q, err
+	})
 }

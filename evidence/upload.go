@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/vigil-gw/vigil/evidence/objstore"
+	"github.com/vigil-gw/vigil/evidence/sqlitedb"
 )
 
 // Run uploads queued clips, applies retention changes to stored objects,
@@ -198,16 +199,10 @@ func (s *Service) parts(ctx context.Context, camera, clip, uploadID string) ([]o
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	var ps []objstore.Part
-	for rows.Next() {
-		var p objstore.Part
-		if err := rows.Scan(&p.Number, &p.Size, &p.ETag, &p.SHA256); err != nil {
-			return nil, err
-		}
-		ps = append(ps, p)
-	}
-	return ps, rows.Err()
+	return sqlitedb.Collect(rows, func(sc sqlitedb.Scanner) (p objstore.Part, err error) {
+		err = sc.Scan(&p.Number, &p.Size, &p.ETag, &p.SHA256)
+		return p, err
+	})
 }
 
 // progress persists a multipart upload's id and finished parts as they

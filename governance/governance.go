@@ -29,6 +29,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/vigil-gw/vigil/evidence"
+	"github.com/vigil-gw/vigil/evidence/sqlitedb"
 	"github.com/vigil-gw/vigil/governance/access"
 	"github.com/vigil-gw/vigil/governance/audit"
 )
@@ -253,16 +254,7 @@ func (s *Service) Assignments(ctx context.Context, incident string) ([]string, e
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var u string
-		if err := rows.Scan(&u); err != nil {
-			return nil, err
-		}
-		out = append(out, u)
-	}
-	return out, rows.Err()
+	return sqlitedb.Strings(rows)
 }
 
 // Run sweeps expired footage every SweepInterval until ctx ends.

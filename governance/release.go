@@ -16,6 +16,7 @@ import (
 
 	"github.com/vigil-gw/vigil/evidence"
 	"github.com/vigil-gw/vigil/evidence/exhibit"
+	"github.com/vigil-gw/vigil/evidence/sqlitedb"
 	"github.com/vigil-gw/vigil/governance/access"
 	"github.com/vigil-gw/vigil/governance/audit"
 )
@@ -202,16 +203,7 @@ func (s *Service) Releases(ctx context.Context, who Who) ([]Release, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	var out []Release
-	for rows.Next() {
-		r, err := scanRelease(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, r)
-	}
-	return out, rows.Err()
+	return sqlitedb.Collect(rows, scanRelease)
 }
 
 // Export writes the evidence package of an approved release to w: the

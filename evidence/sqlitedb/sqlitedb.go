@@ -39,3 +39,35 @@ func Open(path string) (*sql.DB, error) {
 	}
 	return db, nil
 }
+
+// Scanner is one row: a *sql.Row or the current row of *sql.Rows. It is an
+// alias so that the packages' own scan functions, which take the same
+// interface literal, fit Collect as they are.
+type Scanner = interface{ Scan(dest ...any) error }
+
+// Collect scans every row of rows with scan, in order, and closes rows:
+// the loop, the scan error and the rows.Err check that every list query
+// needs, written once. It returns nil for no rows.
+func Collect[T any](rows *sql.Rows, scan func(Scanner) (T, error)) ([]T, error) {
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// Strings collects a query of one text column.
+func Strings(rows *sql.Rows) ([]string, error) {
+	return Collect(rows, func(sc Scanner) (s string, err error) {
+		err = sc.Scan(&s)
+		return s, err
+	})
+}

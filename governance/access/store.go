@@ -338,16 +338,8 @@ func (s *Store) Users(ctx context.Context) ([]User, error) {
 	if err != nil {
 		return nil, fmt.Errorf("access: users: %w", err)
 	}
-	defer rows.Close()
-	var list []User
-	for rows.Next() {
-		u, err := scanUser(rows)
-		if err != nil {
-			return nil, fmt.Errorf("access: users: %w", err)
-		}
-		list = append(list, u)
-	}
-	if err := rows.Err(); err != nil {
+	list, err := sqlitedb.Collect(rows, scanUser)
+	if err != nil {
 		return nil, fmt.Errorf("access: users: %w", err)
 	}
 	return list, nil

@@ -11,6 +11,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/vigil-gw/vigil/evidence/sqlitedb"
 )
 
 // TokenPrefix marks Vigil API tokens so that secret scanners can find leaked
@@ -94,19 +96,14 @@ func (s *Store) Tokens(ctx context.Context) ([]Token, error) {
 	if err != nil {
 		return nil, fmt.Errorf("access: tokens: %w", err)
 	}
-	defer rows.Close()
-	var list []Token
-	for rows.Next() {
-		var t Token
+	list, err := sqlitedb.Collect(rows, func(sc sqlitedb.Scanner) (t Token, err error) {
 		var role string
 		var created int64
-		if err := rows.Scan(&t.ID, &t.User, &role, &created); err != nil {
-			return nil, fmt.Errorf("access: tokens: %w", err)
-		}
+		err = sc.Scan(&t.ID, &t.User, &role, &created)
 		t.Role, t.Created = Role(role), time.Unix(0, created).UTC()
-		list = append(list, t)
-	}
-	if err := rows.Err(); err != nil {
+		return t, err
+	})
+	if err != nil {
 		return nil, fmt.Errorf("access: tokens: %w", err)
 	}
 	return list, nil

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/vigil-gw/vigil/evidence/objstore"
+	"github.com/vigil-gw/vigil/evidence/sqlitedb"
 )
 
 // Record is one audited action: who did what to which footage, when, from
@@ -483,16 +484,8 @@ func (l *Log) Query(ctx context.Context, q Query) ([]Record, error) {
 	if err != nil {
 		return nil, fmt.Errorf("audit: query: %w", err)
 	}
-	defer rows.Close()
-	var out []Record
-	for rows.Next() {
-		r, err := scanRecord(rows)
-		if err != nil {
-			return nil, fmt.Errorf("audit: query: %w", err)
-		}
-		out = append(out, r)
-	}
-	if err := rows.Err(); err != nil {
+	out, err := sqlitedb.Collect(rows, scanRecord)
+	if err != nil {
 		return nil, fmt.Errorf("audit: query: %w", err)
 	}
 	return out, nil
