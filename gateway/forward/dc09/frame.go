@@ -324,6 +324,12 @@ func ParseFrame(b []byte, key []byte) (Frame, error) {
 		p = plain[bar+1:]
 	}
 	if err := parseBody(&f, p); err != nil {
+		if f.Encrypted {
+			// Text decrypted under the wrong key is noise that can pass the
+			// pad check by chance and then fail anywhere in the body; name
+			// the likely cause, not wherever the noise happened to break.
+			return f, fieldErr("data", "decrypted text is not a valid body (wrong key?): %v", err)
+		}
 		return f, err
 	}
 	if f.Encrypted && !f.HasTimestamp {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"os"
 	"strings"
 	"testing"
@@ -221,6 +222,33 @@ func TestParseFrameEncryptedErrors(t *testing.T) {
 			assert.NotEmpty(t, got.Account)
 		})
 	}
+}
+
+// Under a wrong key the decrypted text is noise; whatever it happens to
+// contain, the error names the data (and the key as the likely cause), never
+// whichever later field the noise broke. Many keys, so the chance passes of
+// the pad check are covered every run.
+func TestParseFrameWrongKeys(t *testing.T) {
+	f := Frame{ID: IDADMCID, Seq: 5, Account: "1234", Data: "#1234|1121 01 001",
+		Timestamp: time.Date(2026, 11, 21, 9, 0, 0, 0, time.UTC), HasTimestamp: true}
+	raw, err := f.Encode(testKeys["AES-256"])
+	require.NoError(t, err)
+	rng := rand.New(rand.NewPCG(1, 2))
+	passedPad := 0
+	for i := range 2000 {
+		wrong := make([]byte, 32)
+		for j := range wrong {
+			wrong[j] = byte(rng.Uint32())
+		}
+		_, err := ParseFrame(raw, wrong)
+		var fe *FieldError
+		require.ErrorAs(t, err, &fe, "key %d", i)
+		require.Equal(t, "data", fe.Field, "key %d: %v", i, err)
+		if strings.Contains(err.Error(), "not a valid body") {
+			passedPad++
+		}
+	}
+	t.Logf("%d of 2000 wrong keys passed the pad check", passedPad)
 }
 
 func TestEncodeRejectsBadFields(t *testing.T) {
