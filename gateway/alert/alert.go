@@ -178,6 +178,10 @@ type Options struct {
 	// commits with the resolution or not at all. An error rolls the
 	// resolution back.
 	OnResolved func(tx *bolt.Tx, a Alert) error
+	// Expedite, if set, is given each message of a P1 alert as it is
+	// queued, inside the raising transaction (outbox.Dispatcher.Expedite):
+	// the alarm goes to its receivers while that transaction's fsync runs.
+	Expedite func(outbox.Entry) bool
 }
 
 func (o *Options) defaults() {
@@ -402,14 +406,14 @@ func (e *Engine) raise(tx *bolt.Tx, a *Alert) error {
 	}
 	a.Routes = e.routes().forPriority(a.Priority, a.Verified)
 	for _, r := range a.Routes {
-		if _, err := outbox.Enqueue(tx, r, a.message(forward.KindAlarm, a.Key, a.Seq), now); err != nil {
+		if err := e.enqueue(tx, a, r, a.message(forward.KindAlarm, a.Key, a.Seq), now); err != nil {
 			return err
 		}
 	}
 	if a.Priority == P1 && a.Camera != "" && e.routes().Wearer != "" {
 		m := a.message(forward.KindAlarm, a.Key+":record", a.Seq)
 		m.Event, m.Device = devices.CmdStartRecording, a.Camera
-		if _, err := outbox.Enqueue(tx, e.routes().Wearer, m, now); err != nil {
+		if err := e.enqueue(tx, a, e.routes().Wearer, m, now); err != nil {
 			return err
 		}
 		a.CameraCommanded = a.Camera
@@ -418,6 +422,15 @@ func (e *Engine) raise(tx *bolt.Tx, a *Alert) error {
 		return err
 	}
 	return putJSON(tx.Bucket(bucketAlerts), a.ID, *a)
+}
+
+// enqueue queues one of a new alert's messages, expedited when it is P1.
+func (e *Engine) enqueue(tx *bolt.Tx, a *Alert, route string, m forward.Message, now time.Time) error {
+	en, err := outbox.Enqueue(tx, route, m, now)
+	if err == nil && a.Priority == P1 && e.opts.Expedite != nil {
+		e.opts.Expedite(en)
+	}
+	return err
 }
 
 // evidence queues, for a P1 alert with a paired camera, the message that

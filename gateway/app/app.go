@@ -218,7 +218,9 @@ func New(cfg Config, log *slog.Logger) (_ *App, err error) {
 	if a.engine, err = alert.New(db, routes, alert.Options{AmberGrace: cfg.Alerts.AmberGrace,
 		OfflineIntervals: cfg.Alerts.OfflineIntervals, HeartbeatInterval: cfg.Alerts.HeartbeatInterval,
 		BatteryThreshold: cfg.Alerts.BatteryThreshold, BatteryGroupWindow: cfg.Alerts.BatteryGroup,
-		OnResolved: a.onResolved}); err != nil {
+		OnResolved: a.onResolved,
+		// a.outbox is made below, before anything can raise an alert.
+		Expedite: func(e outbox.Entry) bool { return a.outbox.Expedite(e) }}); err != nil {
 		return nil, err
 	}
 	if err := a.openIncidents(); err != nil {

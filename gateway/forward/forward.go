@@ -50,7 +50,7 @@ type Message struct {
 	Zone     int       `json:"zone,omitempty"` // the device's user/zone number at the ARC (1-999); 0 if unknown
 	Verified bool      `json:"verified"`       // false: the device is not registered or failed checks
 	Time     time.Time `json:"time"`           // when the event happened (device clock, or receipt if the clock was wrong)
-	RaisedAt time.Time `json:"raised_at"`      // when the gateway made the alert durable
+	RaisedAt time.Time `json:"raised_at"`      // when the gateway raised the alert, in the transaction that makes it durable
 	Location *Location `json:"location,omitempty"`
 	Place    string    `json:"place,omitempty"` // where on site, as text ("Ward 7, bay 3")
 	Battery  *int      `json:"battery,omitempty"`

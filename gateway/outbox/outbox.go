@@ -222,13 +222,18 @@ type Dispatcher struct {
 
 type routeState struct {
 	// mu guards Route's Sender, Backup and EscalateAfter (a reload swaps
-	// them) and the failure state.
+	// them), the failure state and the expedite state.
 	Route
 	wake     chan struct{}
 	mu       sync.Mutex
 	failures int       // consecutive retryable failures
 	until    time.Time // no attempt before this
 	lastErr  string
+	// idle is set when the route last found its queue empty and cleared
+	// when it takes work; expedited is an entry handed over by Expedite,
+	// sent by the route's next step ahead of its queue.
+	idle      bool
+	expedited *Entry
 	// stepMu is held for a whole delivery attempt, so Retire can wait for
 	// the one under way; retired (guarded by it) stops later attempts.
 	stepMu  sync.Mutex
@@ -338,6 +343,41 @@ func (d *Dispatcher) runRoute(ctx context.Context, r *routeState) {
 // idleWait is how long an empty route sleeps before looking again without a wake.
 const idleWait = 5 * time.Second
 
+// Expedite hands e, just queued by a write transaction that has not
+// committed yet, to its route for sending now, while that transaction's
+// fsync runs, instead of after the commit wakes the route. Only a route that
+// is idle (its queue was empty when it last looked, no retry pending, no
+// other expedited entry) takes it: the most it can overtake is a message
+// committed since that look and not yet picked up. A route with a backlog
+// or in backoff refuses, and e is sent from the queue in its turn. It never
+// blocks; it reports whether the route took the entry.
+//
+// It must be called inside the transaction that queued e: the route records
+// the attempt's result in a write transaction of its own, which bbolt runs
+// only after that one ends. If it rolled back, the entry is not found, the
+// result is dropped, and the sender's undelivered message (its journal entry
+// never committed) will come again: delivery stays at-least-once, with the
+// same idempotency key.
+func (d *Dispatcher) Expedite(e Entry) bool {
+	r := d.route(e.Route)
+	if r == nil {
+		return false
+	}
+	r.mu.Lock()
+	ok := r.idle && r.expedited == nil && r.failures == 0 && !d.opts.Now().Before(r.until)
+	if ok {
+		r.idle, r.expedited = false, &e
+	}
+	r.mu.Unlock()
+	if ok {
+		select {
+		case r.wake <- struct{}{}:
+		default:
+		}
+	}
+	return ok
+}
+
 // Step makes at most one delivery attempt on route and returns how long to
 // wait before the next (0: go again now). Run calls it in a loop; tests call
 // it directly with an injected clock.
@@ -363,16 +403,30 @@ func (d *Dispatcher) step(ctx context.Context, r *routeState) time.Duration {
 	if now.Before(until) {
 		return until.Sub(now)
 	}
-	e, ok, err := d.head(route)
-	if err != nil {
-		d.log.Error("read queue", "route", route, "err", err)
-		return idleWait
-	}
-	if !ok {
-		return idleWait
+	r.mu.Lock()
+	x := r.expedited
+	r.expedited = nil
+	r.mu.Unlock()
+	var e Entry
+	if x != nil {
+		e = *x
+	} else {
+		var ok bool
+		var err error
+		e, ok, err = d.head(route)
+		if err != nil {
+			d.log.Error("read queue", "route", route, "err", err)
+			return idleWait
+		}
+		r.mu.Lock()
+		r.idle = !ok
+		r.mu.Unlock()
+		if !ok {
+			return idleWait
+		}
 	}
 	sctx, cancel := context.WithTimeout(ctx, d.opts.SendTimeout)
-	err = sender.Send(sctx, e.Msg)
+	err := sender.Send(sctx, e.Msg)
 	cancel()
 	if ctx.Err() != nil && err != nil {
 		return 0 // shutting down; the entry stays pending
@@ -390,6 +444,10 @@ func (d *Dispatcher) step(ctx context.Context, r *routeState) time.Duration {
 	case err == nil:
 		e.State, e.DoneAt, e.LastError = Delivered, now, ""
 		if err := d.finish(e, d.hooks.Delivered); err != nil {
+			if x != nil {
+				d.log.Warn("expedited message's transaction did not commit; the delivery is not recorded", "route", route, "key", e.Msg.Key, "err", err)
+				return 0
+			}
 			d.log.Error("record delivery", "route", route, "key", e.Msg.Key, "err", err)
 			return d.opts.BackoffBase
 		}
@@ -491,6 +549,11 @@ func current(b *bolt.Bucket, e Entry) (Entry, error) {
 	if err := json.Unmarshal(raw, &cur); err != nil {
 		return cur, fmt.Errorf("outbox: decode entry %d: %w", e.ID, err)
 	}
+	if cur.Msg.Key != e.Msg.Key || cur.Msg.AlertID != e.Msg.AlertID {
+		// An expedited entry whose transaction rolled back, its id since
+		// taken by another message.
+		return cur, fmt.Errorf("outbox: entry %d on %s is now %s, not %s", e.ID, e.Route, cur.Msg.Key, e.Msg.Key)
+	}
 	cur.State, cur.Attempts, cur.LastAttempt, cur.LastError, cur.DoneAt = e.State, e.Attempts, e.LastAttempt, e.LastError, e.DoneAt
 	return cur, nil
 }
@@ -531,7 +594,13 @@ func (d *Dispatcher) runEscalation(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-d.probe: // Probe: the loop is between rounds, not stuck in one
+		case <-d.probe:
+			// Probe: the loop is between rounds, not stuck in one. A write
+			// transaction now makes a writer stuck in fsync, or a deadlock on
+			// the database, stop the answer to the next probe.
+			if err := d.db.Update(func(*bolt.Tx) error { return nil }); err != nil {
+				d.log.Error("probe write", "err", err)
+			}
 		case <-t.C:
 			if n, err := d.Escalate(); err != nil {
 				d.log.Error("escalation", "err", err)
@@ -555,42 +624,62 @@ func (d *Dispatcher) Escalate() (int, error) {
 		if backup == "" || after <= 0 {
 			continue
 		}
-		err := d.db.Update(func(tx *bolt.Tx) error {
-			b, err := routeBucket(tx, r.Name, bucketPending)
-			if err != nil {
-				return err
-			}
-			var due []Entry
-			if err := b.ForEach(func(_, v []byte) error {
-				var e Entry
-				if err := json.Unmarshal(v, &e); err != nil {
+		// Look first in a read transaction: a write transaction costs two
+		// fsyncs even when it changes nothing, four times a second, on the
+		// writer the alert path needs.
+		var anyDue bool
+		err := d.db.View(func(tx *bolt.Tx) error {
+			due, _, err := dueForEscalation(tx, r.Name, after, now)
+			anyDue = len(due) > 0
+			return err
+		})
+		if err == nil && anyDue {
+			err = d.db.Update(func(tx *bolt.Tx) error {
+				due, b, err := dueForEscalation(tx, r.Name, after, now)
+				if err != nil {
 					return err
 				}
-				if !e.Escalated && now.Sub(e.Created) >= after {
-					due = append(due, e)
+				for _, e := range due {
+					if _, err := Enqueue(tx, backup, e.Msg, now); err != nil {
+						return err
+					}
+					e.Escalated = true
+					if err := putEntry(b, pendingKey(e.Msg, e.ID), e); err != nil {
+						return err
+					}
+					d.log.Warn("not acknowledged in time; escalating to backup", "route", r.Name, "backup", backup, "key", e.Msg.Key, "alert", e.Msg.AlertID)
+					n++
 				}
 				return nil
-			}); err != nil {
-				return err
-			}
-			for _, e := range due {
-				if _, err := Enqueue(tx, backup, e.Msg, now); err != nil {
-					return err
-				}
-				e.Escalated = true
-				if err := putEntry(b, pendingKey(e.Msg, e.ID), e); err != nil {
-					return err
-				}
-				d.log.Warn("not acknowledged in time; escalating to backup", "route", r.Name, "backup", backup, "key", e.Msg.Key, "alert", e.Msg.AlertID)
-				n++
-			}
-			return nil
-		})
+			})
+		}
 		if err != nil {
 			return n, fmt.Errorf("outbox: escalate %s: %w", r.Name, err)
 		}
 	}
 	return n, nil
+}
+
+// dueForEscalation returns route's pending entries that are not escalated
+// yet and at least after old, with the pending bucket (nil in a read
+// transaction when the route has never had one).
+func dueForEscalation(tx *bolt.Tx, route string, after time.Duration, now time.Time) ([]Entry, *bolt.Bucket, error) {
+	b, err := routeBucket(tx, route, bucketPending)
+	if err != nil || b == nil {
+		return nil, b, err
+	}
+	var due []Entry
+	err = b.ForEach(func(_, v []byte) error {
+		var e Entry
+		if err := json.Unmarshal(v, &e); err != nil {
+			return err
+		}
+		if !e.Escalated && now.Sub(e.Created) >= after {
+			due = append(due, e)
+		}
+		return nil
+	})
+	return due, b, err
 }
 
 // RouteStats describes one route's queue.

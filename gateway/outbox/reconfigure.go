@@ -53,9 +53,10 @@ func (d *Dispatcher) Routes() []string {
 }
 
 // Probe returns nil once the dispatcher's escalation loop has come round to
-// answer it, or an error when ctx ends first. That loop runs a write
-// transaction on the state database four times a second, so a stuck fsync
-// or a deadlock on the database stops the answer. The per-route loops are
+// answer it, or an error when ctx ends first. That loop runs an empty write
+// transaction after each answer (its rounds only read, unless a message is
+// due for its backup), so a writer stuck in fsync, or a deadlock on the
+// database, stops the next answer. The per-route loops are
 // not probed: they legitimately wait on receivers for up to the send timeout,
 // and a receiver that does not answer is not a fault restarting would fix.
 func (d *Dispatcher) Probe(ctx context.Context) error {

@@ -1,0 +1,198 @@
+package outbox
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/vigil-gw/vigil/gateway/forward"
+)
+
+// gateSender tells got about each message, then waits for release before
+// it acknowledges.
+type gateSender struct {
+	got     chan string
+	release chan struct{}
+}
+
+func (g *gateSender) Send(ctx context.Context, m forward.Message) error {
+	g.got <- m.Key
+	select {
+	case <-g.release:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func newGate() *gateSender {
+	return &gateSender{got: make(chan string, 16), release: make(chan struct{}, 16)}
+}
+
+func (g *gateSender) next(t *testing.T) string {
+	t.Helper()
+	select {
+	case k := <-g.got:
+		return k
+	case <-time.After(10 * time.Second):
+		t.Fatal("nothing was sent")
+		return ""
+	}
+}
+
+// runDispatcher runs d until the test ends and waits for route to have
+// looked at its (empty) queue once, which makes it idle.
+func runDispatcher(t *testing.T, d *Dispatcher, route string) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = d.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	require.Eventually(t, func() bool {
+		r := d.route(route)
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return r.idle
+	}, 10*time.Second, time.Millisecond)
+}
+
+func delivered(t *testing.T, db *bolt.DB, alertID string) []Entry {
+	t.Helper()
+	var es []Entry
+	require.NoError(t, db.View(func(tx *bolt.Tx) error {
+		var err error
+		es, err = ForAlert(tx, alertID)
+		return err
+	}))
+	return es
+}
+
+// The point of Expedite: the receiver has the message while the transaction
+// that queued it is still open, and its delivery is recorded once that
+// transaction commits, exactly once.
+func TestExpeditedMessageIsSentBeforeItsTransactionCommits(t *testing.T) {
+	db := openDB(t)
+	g := newGate()
+	var hooked []string
+	d, err := NewDispatcher(db, []Route{{Name: "arc0", Sender: g}},
+		Hooks{Delivered: func(_ *bolt.Tx, e Entry) error { hooked = append(hooked, e.Msg.Key); return nil }}, Options{})
+	require.NoError(t, err)
+	runDispatcher(t, d, "arc0")
+
+	m := msg("btn-1:1", 1)
+	require.NoError(t, db.Update(func(tx *bolt.Tx) error {
+		e, err := Enqueue(tx, "arc0", m, time.Now())
+		require.NoError(t, err)
+		require.True(t, d.Expedite(e), "an idle route takes the entry")
+		assert.Equal(t, m.Key, g.next(t), "sent while the transaction is open")
+		g.release <- struct{}{} // the receiver acknowledges before the commit
+		return nil
+	}))
+
+	require.Eventually(t, func() bool {
+		es := delivered(t, db, m.AlertID)
+		return len(es) == 1 && es[0].State == Delivered
+	}, 10*time.Second, time.Millisecond)
+	assert.Equal(t, idleWait, d.Step(context.Background(), "arc0"), "nothing left pending")
+	assert.Equal(t, []string{m.Key}, hooked, "the delivery hook ran once")
+	select {
+	case k := <-g.got:
+		t.Fatalf("%s was sent a second time", k)
+	default:
+	}
+}
+
+// When the transaction rolls back, the message went out but its entry never
+// existed: nothing is recorded for it, and a different message that takes
+// the same entry id before the send returns is neither marked delivered by
+// the earlier send nor skipped.
+func TestExpeditedSendOfARolledBackTransactionRecordsNothing(t *testing.T) {
+	db := openDB(t)
+	g := newGate()
+	var hooked []string
+	d, err := NewDispatcher(db, []Route{{Name: "arc0", Sender: g}},
+		Hooks{Delivered: func(_ *bolt.Tx, e Entry) error { hooked = append(hooked, e.Msg.Key); return nil }}, Options{})
+	require.NoError(t, err)
+	runDispatcher(t, d, "arc0")
+
+	a, b := msg("btn-1:1", 1), msg("btn-2:1", 1)
+	var idA uint64
+	rollback := errors.New("a later apply failed")
+	err = db.Update(func(tx *bolt.Tx) error {
+		e, err := Enqueue(tx, "arc0", a, time.Now())
+		require.NoError(t, err)
+		idA = e.ID
+		require.True(t, d.Expedite(e))
+		assert.Equal(t, a.Key, g.next(t))
+		return rollback
+	})
+	require.ErrorIs(t, err, rollback)
+	require.NoError(t, db.Update(func(tx *bolt.Tx) error {
+		e, err := Enqueue(tx, "arc0", b, time.Now())
+		require.Equal(t, idA, e.ID, "the rolled-back id is taken again")
+		return err
+	}))
+	d.Wake()
+	g.release <- struct{}{} // a's send returns: its result must not land on b
+	assert.Equal(t, b.Key, g.next(t), "b is sent from the queue")
+	g.release <- struct{}{}
+	require.Eventually(t, func() bool {
+		es := delivered(t, db, b.AlertID)
+		return len(es) == 1 && es[0].State == Delivered
+	}, 10*time.Second, time.Millisecond)
+	assert.Empty(t, delivered(t, db, a.AlertID), "no entry for the rolled-back message")
+	assert.Equal(t, []string{b.Key}, hooked)
+}
+
+// A route takes an expedited entry only when it is idle: never before it
+// has looked at its queue, not with a backlog, not in backoff, and one at a
+// time.
+func TestExpediteOnlyOnAnIdleRoute(t *testing.T) {
+	db := openDB(t)
+	clk := &clock{t: time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)}
+	s := &fakeSender{}
+	d, err := NewDispatcher(db, []Route{{Name: "arc0", Sender: s}}, Hooks{}, Options{Now: clk.now, BackoffBase: time.Second})
+	require.NoError(t, err)
+	ctx := context.Background()
+	expedite := func(m forward.Message) (took bool) {
+		require.NoError(t, db.Update(func(tx *bolt.Tx) error {
+			e, err := Enqueue(tx, "arc0", m, clk.t)
+			took = d.Expedite(e)
+			return err
+		}))
+		return took
+	}
+
+	assert.False(t, expedite(msg("k:1", 1)), "the route has not looked at its queue yet")
+	assert.Equal(t, time.Duration(0), d.Step(ctx, "arc0"), "k:1 sent from the queue")
+	assert.Equal(t, idleWait, d.Step(ctx, "arc0"), "queue empty: idle")
+	assert.False(t, d.Expedite(Entry{Route: "nowhere", Msg: msg("k:x", 1)}), "unknown route")
+
+	assert.True(t, expedite(msg("k:2", 1)))
+	assert.False(t, expedite(msg("k:3", 1)), "one expedited entry at a time")
+	assert.Equal(t, time.Duration(0), d.Step(ctx, "arc0"))
+	assert.Equal(t, []string{"k:1", "k:2"}, s.sent, "the expedited entry went before k:3, queued earlier than its step")
+	assert.Equal(t, time.Duration(0), d.Step(ctx, "arc0"), "k:3 from the queue")
+	assert.Equal(t, idleWait, d.Step(ctx, "arc0"))
+
+	enqueue(t, db, "arc0", msg("k:4", 1), clk.t)
+	enqueue(t, db, "arc0", msg("k:5", 1), clk.t)
+	assert.Equal(t, time.Duration(0), d.Step(ctx, "arc0"), "k:4 sent, k:5 still queued")
+	assert.False(t, expedite(msg("k:6", 1)), "a backlog is not overtaken")
+	d.Step(ctx, "arc0")
+	d.Step(ctx, "arc0")
+	assert.Equal(t, idleWait, d.Step(ctx, "arc0"))
+
+	s.mu.Lock()
+	s.errs = []error{errors.New("dial: refused")}
+	s.mu.Unlock()
+	enqueue(t, db, "arc0", msg("k:7", 1), clk.t)
+	assert.Positive(t, d.Step(ctx, "arc0"), "k:7 failed: backoff")
+	assert.False(t, expedite(msg("k:8", 1)), "a route in backoff does not take it")
+	assert.Equal(t, []string{"k:1", "k:2", "k:3", "k:4", "k:5", "k:6", "k:7"}, s.sent)
+}
