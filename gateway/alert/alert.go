@@ -294,15 +294,12 @@ func (e *Engine) Apply(tx *bolt.Tx, rec journal.Record, key string) error {
 	if err := e.supervise(tx, rec, st); err != nil {
 		return err
 	}
+	if event, label, ok := p1Event(rec.Event); ok {
+		a := alertFor(rec, key, event, label)
+		return e.raise(tx, &a)
+	}
 	switch rec.Event.Type {
-	case devices.TypeDuress:
-		return e.raiseFor(tx, rec, key, string(devices.TypeDuress), "DURESS")
-	case devices.TypeManDown:
-		return e.raiseFor(tx, rec, key, string(devices.TypeManDown), "MAN DOWN")
 	case devices.TypeDuressCancel:
-		if rec.Event.Covert {
-			return e.raiseFor(tx, rec, key, EventCovertDuress, "DURESS (covert)")
-		}
 		return e.cancel(tx, rec, key)
 	case devices.TypeAmberStart, devices.TypeAmberExtend:
 		return e.amberTimer(tx, rec)
@@ -374,9 +371,23 @@ func location(l *devices.Location) *forward.Location {
 	return &forward.Location{Lat: l.Lat, Lon: l.Lon, AccM: l.AccM}
 }
 
-// raiseFor raises a P1 alert for a device event (duress, man-down, covert
-// duress), verified when the registry knows the device at that site.
-func (e *Engine) raiseFor(tx *bolt.Tx, rec journal.Record, key, event, label string) error {
+// p1Event says whether a device event raises a P1 alert by itself (duress,
+// man-down, a cancel entered with the duress PIN), and as what.
+func p1Event(ev devices.Event) (event, label string, ok bool) {
+	switch {
+	case ev.Type == devices.TypeDuress:
+		return string(devices.TypeDuress), "DURESS", true
+	case ev.Type == devices.TypeManDown:
+		return string(devices.TypeManDown), "MAN DOWN", true
+	case ev.Type == devices.TypeDuressCancel && ev.Covert:
+		return EventCovertDuress, "DURESS (covert)", true
+	}
+	return "", "", false
+}
+
+// alertFor is the P1 alert for a device event, verified when the registry
+// knew the device at that site.
+func alertFor(rec journal.Record, key, event, label string) Alert {
 	a := Alert{ID: IDForKey(key), Key: key, Event: event, Priority: P1, Site: rec.Site,
 		Device: rec.Event.Device, Seq: rec.Event.Seq, Warnings: slices.Clone(rec.Warnings),
 		EventTime: rec.Event.TS, Location: location(rec.Event.Loc), Place: rec.Event.Place, Battery: rec.Event.Battery}
@@ -392,7 +403,52 @@ func (e *Engine) raiseFor(tx *bolt.Tx, rec journal.Record, key, event, label str
 		who = "UNVERIFIED device " + a.Device
 	}
 	a.Text = fmt.Sprintf("%s %s at %s", label, who, a.Site)
-	return e.raise(tx, &a)
+	return a
+}
+
+// Preview returns the messages the P1 alert for rec would queue if rec were
+// journaled now as new, without a transaction: none for an event that
+// raises no P1 alert. The gateway hands them to idle routes
+// (outbox.Dispatcher.Expedite) before the journal has even taken the
+// record, so a duress is not held up behind another commit. The alert that
+// is then raised queues the same messages under the same keys, and the
+// route records its delivery against them.
+func (e *Engine) Preview(rec journal.Record) []outbox.Entry {
+	event, label, ok := p1Event(rec.Event)
+	if !ok {
+		return nil
+	}
+	a := alertFor(rec, rec.Key(), event, label)
+	a.RaisedAt = e.now()
+	var out []outbox.Entry
+	for _, q := range e.messages(&a) {
+		out = append(out, outbox.Entry{Route: q.route, Msg: q.msg, State: outbox.Pending, Created: a.RaisedAt})
+	}
+	return out
+}
+
+type routed struct {
+	route string
+	msg   forward.Message
+}
+
+// messages are what raising a queues at once: the alarm on each of its
+// routes and, for a P1 alert with a paired camera, the camera's command to
+// start recording.
+func (e *Engine) messages(a *Alert) []routed {
+	rt := e.routes()
+	a.Routes = rt.forPriority(a.Priority, a.Verified)
+	var out []routed
+	for _, r := range a.Routes {
+		out = append(out, routed{r, a.message(forward.KindAlarm, a.Key, a.Seq)})
+	}
+	if a.Priority == P1 && a.Camera != "" && rt.Wearer != "" {
+		m := a.message(forward.KindAlarm, a.Key+":record", a.Seq)
+		m.Event, m.Device = devices.CmdStartRecording, a.Camera
+		out = append(out, routed{rt.Wearer, m})
+		a.CameraCommanded = a.Camera
+	}
+	return out
 }
 
 // raise stores a new alert and queues it on the routes for its priority. A
@@ -404,33 +460,19 @@ func (e *Engine) raise(tx *bolt.Tx, a *Alert) error {
 	if a.Key == "" {
 		a.Key = a.ID
 	}
-	a.Routes = e.routes().forPriority(a.Priority, a.Verified)
-	for _, r := range a.Routes {
-		if err := e.enqueue(tx, a, r, a.message(forward.KindAlarm, a.Key, a.Seq), now); err != nil {
+	for _, q := range e.messages(a) {
+		en, err := outbox.Enqueue(tx, q.route, q.msg, now)
+		if err != nil {
 			return err
 		}
-	}
-	if a.Priority == P1 && a.Camera != "" && e.routes().Wearer != "" {
-		m := a.message(forward.KindAlarm, a.Key+":record", a.Seq)
-		m.Event, m.Device = devices.CmdStartRecording, a.Camera
-		if err := e.enqueue(tx, a, e.routes().Wearer, m, now); err != nil {
-			return err
+		if a.Priority == P1 && e.opts.Expedite != nil {
+			e.opts.Expedite(en)
 		}
-		a.CameraCommanded = a.Camera
 	}
 	if err := e.evidence(tx, a, forward.EventEvidenceOpen, a.EventTime, now); err != nil {
 		return err
 	}
 	return putJSON(tx.Bucket(bucketAlerts), a.ID, *a)
-}
-
-// enqueue queues one of a new alert's messages, expedited when it is P1.
-func (e *Engine) enqueue(tx *bolt.Tx, a *Alert, route string, m forward.Message, now time.Time) error {
-	en, err := outbox.Enqueue(tx, route, m, now)
-	if err == nil && a.Priority == P1 && e.opts.Expedite != nil {
-		e.opts.Expedite(en)
-	}
-	return err
 }
 
 // evidence queues, for a P1 alert with a paired camera, the message that

@@ -377,3 +377,46 @@ func TestRaisedSelectsByRaisedTime(t *testing.T) {
 	require.Len(t, later, 1)
 	assert.Equal(t, "btn-1.2", later[0].ID)
 }
+
+// Preview gives, before any transaction, exactly the messages raising the
+// alert then queues at once (the ARC, webhook and camera command; not the
+// evidence claim, which is not urgent), so an early send is recorded
+// against them; an unverified duress previews no ARC message, and events
+// that raise no P1 alert preview nothing.
+func TestPreviewIsWhatRaisingQueues(t *testing.T) {
+	r := newRig(t)
+	for _, tc := range []struct {
+		rec   journal.Record
+		want  []string
+		alert string
+	}{
+		{r.event(devices.TypeDuress, 1, true), []string{"arc0", "webhook0", "wearer"}, "btn-1.1"},
+		{r.event(devices.TypeManDown, 2, true), []string{"arc0", "webhook0", "wearer"}, "btn-1.2"},
+		{r.event(devices.TypeDuress, 3, false), []string{"webhook0"}, "btn-1.3"},
+	} {
+		preview := r.eng.Preview(tc.rec)
+		var routes []string
+		for _, p := range preview {
+			routes = append(routes, p.Route)
+			assert.Zero(t, p.ID, "a preview has no id yet")
+		}
+		require.Equal(t, tc.want, routes)
+		require.Equal(t, journal.Appended, r.submit(t, tc.rec))
+		var queued []outbox.Entry
+		require.NoError(t, r.db.View(func(tx *bolt.Tx) error {
+			var err error
+			queued, err = outbox.ForAlert(tx, tc.alert)
+			return err
+		}))
+		for i, p := range preview {
+			require.Greater(t, len(queued), i)
+			assert.Equal(t, queued[i].Route, p.Route)
+			assert.Equal(t, queued[i].Msg, p.Msg, "the same message on %s", p.Route)
+		}
+	}
+	covert := r.event(devices.TypeDuressCancel, 4, true)
+	covert.Event.Covert = true
+	require.Len(t, r.eng.Preview(covert), 3, "a covert duress is a duress")
+	assert.Empty(t, r.eng.Preview(r.event(devices.TypeDuressCancel, 5, true)))
+	assert.Empty(t, r.eng.Preview(r.event(devices.TypeHeartbeat, 6, true)))
+}

@@ -220,7 +220,7 @@ func New(cfg Config, log *slog.Logger) (_ *App, err error) {
 		BatteryThreshold: cfg.Alerts.BatteryThreshold, BatteryGroupWindow: cfg.Alerts.BatteryGroup,
 		OnResolved: a.onResolved,
 		// a.outbox is made below, before anything can raise an alert.
-		Expedite: func(e outbox.Entry) bool { return a.outbox.Expedite(e) }}); err != nil {
+		Expedite: func(e outbox.Entry) bool { return a.outbox.Expedite(e, nil) }}); err != nil {
 		return nil, err
 	}
 	if err := a.openIncidents(); err != nil {
@@ -487,7 +487,11 @@ func (a *App) ingest(d devices.Delivery) {
 	if known {
 		rec.Registered = &reg
 	}
+	ready := a.expedite(rec)
 	a.journal.Submit(ctx, rec, func(o journal.Outcome, err error) {
+		if ready != nil {
+			close(ready)
+		}
 		if err != nil {
 			return // not acknowledged: the broker redelivers after reconnect
 		}
@@ -510,6 +514,32 @@ func (a *App) ingest(d devices.Delivery) {
 			a.log.Warn("urgent event accepted with problems", "device", ev.Device, "type", ev.Type, "warnings", rec.Warnings)
 		}
 	})
+}
+
+// expedite hands the messages a new P1 event will queue to the routes that
+// are idle, before the journal takes the event, so that a duress does not
+// wait behind another commit (alert.Engine.Preview, outbox.Dispatcher.Expedite).
+// The event is still acknowledged to its sender only once journaled; the
+// returned channel (nil when nothing was handed over) must be closed once
+// the journal has decided it, so the routes record their deliveries against
+// what it committed.
+func (a *App) expedite(rec journal.Record) chan struct{} {
+	entries := a.engine.Preview(rec)
+	if len(entries) == 0 {
+		return nil
+	}
+	if fresh, err := a.journal.Fresh(rec); err != nil || !fresh {
+		return nil // a redelivery or a replay: the journal decides, and the queue sends
+	}
+	ready := make(chan struct{})
+	took := false
+	for _, e := range entries {
+		took = a.outbox.Expedite(e, ready) || took
+	}
+	if !took {
+		return nil
+	}
+	return ready
 }
 
 func (a *App) reject(ctx context.Context, d devices.Delivery, reason string, cause error) {

@@ -423,6 +423,34 @@ func (j *Journal) put(tx *bolt.Tx, b *bolt.Bucket, k []byte, rec Record, key str
 	return nil
 }
 
+// Fresh reports whether rec would be journaled as new if it were committed
+// now: no event under its key yet and, from a monotonic transport, a seq
+// newer than the device's last accepted one. It only reads, so it never
+// waits for a commit; two copies of a record submitted at once can both be
+// fresh, and the journal then takes one of them.
+func (j *Journal) Fresh(rec Record) (bool, error) {
+	var fresh bool
+	err := j.db.View(func(tx *bolt.Tx) error {
+		if rec.Monotonic {
+			last, _, ok, err := lastAccepted(tx, rec.Event.Device)
+			if err != nil || (ok && rec.Event.Seq <= last) {
+				return err
+			}
+		}
+		if j.opts.Ephemeral != nil && j.opts.Ephemeral(rec) {
+			v := tx.Bucket(bucketLatest).Get([]byte(rec.Event.Device))
+			fresh = len(v) < 8 || rec.Event.Seq > binary.BigEndian.Uint64(v)
+			return nil
+		}
+		fresh = tx.Bucket(bucketEvents).Get(eventKey(rec.Event.Device, rec.Event.Seq)) == nil
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("journal: fresh %s: %w", rec.Key(), err)
+	}
+	return fresh, nil
+}
+
 func (j *Journal) quarantine(tx *bolt.Tx, r Rejected) (Outcome, error) {
 	b := tx.Bucket(bucketQuarantine)
 	id, err := b.NextSequence()

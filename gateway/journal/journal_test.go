@@ -209,3 +209,42 @@ func TestMonotonicReplayOfEphemeral(t *testing.T) {
 	d.Monotonic, d.Event.Type = true, devices.TypeDuress
 	assert.Equal(t, Replayed, submitWait(j, d).o, "a duress reusing a heartbeat's counter is a replay")
 }
+
+// Fresh answers, without writing, what the journal would decide: new until
+// committed, then not; from a monotonic transport, a seq at or below the
+// last accepted one is not fresh (a replay must not be sent anywhere early).
+func TestFreshMatchesWhatTheJournalWouldAppend(t *testing.T) {
+	db := openDB(t)
+	j, err := New(db, Options{Apply: func(*bolt.Tx, Record, string) error { return nil },
+		Ephemeral: func(r Record) bool { return r.Event.Type == devices.TypeHeartbeat }})
+	require.NoError(t, err)
+	start(t, j)
+	fresh := func(r Record) bool {
+		t.Helper()
+		ok, err := j.Fresh(r)
+		require.NoError(t, err)
+		return ok
+	}
+	duress := func(seq uint64, id string, monotonic bool) Record {
+		r := rec("btn", seq, id)
+		r.Event.Type, r.Monotonic = devices.TypeDuress, monotonic
+		return r
+	}
+
+	d5 := duress(5, "a", true)
+	assert.True(t, fresh(d5))
+	require.Equal(t, Appended, submitWait(j, d5).o)
+	assert.False(t, fresh(d5), "journaled: a redelivery")
+	assert.False(t, fresh(duress(5, "other", false)), "the seq is taken (a conflict is for the journal to decide)")
+	assert.False(t, fresh(duress(3, "b", true)), "monotonic: an older seq is a replay")
+	assert.Equal(t, Replayed, submitWait(j, duress(3, "b", true)).o, "as the journal decides")
+	assert.True(t, fresh(duress(3, "b", false)), "not monotonic: an unused older seq is new")
+	assert.True(t, fresh(duress(6, "c", true)))
+
+	hb := rec("btn", 9, "h")
+	assert.True(t, fresh(hb))
+	require.Equal(t, Appended, submitWait(j, hb).o)
+	assert.False(t, fresh(hb), "an ephemeral record at or below the device's latest")
+	assert.False(t, fresh(duress(8, "d", true)), "monotonic: below the latest heartbeat")
+	assert.True(t, fresh(rec("btn", 10, "h2")))
+}

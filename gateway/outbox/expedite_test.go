@@ -88,7 +88,7 @@ func TestExpeditedMessageIsSentBeforeItsTransactionCommits(t *testing.T) {
 	require.NoError(t, db.Update(func(tx *bolt.Tx) error {
 		e, err := Enqueue(tx, "arc0", m, time.Now())
 		require.NoError(t, err)
-		require.True(t, d.Expedite(e), "an idle route takes the entry")
+		require.True(t, d.Expedite(e, nil), "an idle route takes the entry")
 		assert.Equal(t, m.Key, g.next(t), "sent while the transaction is open")
 		g.release <- struct{}{} // the receiver acknowledges before the commit
 		return nil
@@ -127,7 +127,7 @@ func TestExpeditedSendOfARolledBackTransactionRecordsNothing(t *testing.T) {
 		e, err := Enqueue(tx, "arc0", a, time.Now())
 		require.NoError(t, err)
 		idA = e.ID
-		require.True(t, d.Expedite(e))
+		require.True(t, d.Expedite(e, nil))
 		assert.Equal(t, a.Key, g.next(t))
 		return rollback
 	})
@@ -162,7 +162,7 @@ func TestExpediteOnlyOnAnIdleRoute(t *testing.T) {
 	expedite := func(m forward.Message) (took bool) {
 		require.NoError(t, db.Update(func(tx *bolt.Tx) error {
 			e, err := Enqueue(tx, "arc0", m, clk.t)
-			took = d.Expedite(e)
+			took = d.Expedite(e, nil)
 			return err
 		}))
 		return took
@@ -171,7 +171,7 @@ func TestExpediteOnlyOnAnIdleRoute(t *testing.T) {
 	assert.False(t, expedite(msg("k:1", 1)), "the route has not looked at its queue yet")
 	assert.Equal(t, time.Duration(0), d.Step(ctx, "arc0"), "k:1 sent from the queue")
 	assert.Equal(t, idleWait, d.Step(ctx, "arc0"), "queue empty: idle")
-	assert.False(t, d.Expedite(Entry{Route: "nowhere", Msg: msg("k:x", 1)}), "unknown route")
+	assert.False(t, d.Expedite(Entry{Route: "nowhere", Msg: msg("k:x", 1)}, nil), "unknown route")
 
 	assert.True(t, expedite(msg("k:2", 1)))
 	assert.False(t, expedite(msg("k:3", 1)), "one expedited entry at a time")
@@ -195,4 +195,51 @@ func TestExpediteOnlyOnAnIdleRoute(t *testing.T) {
 	assert.Positive(t, d.Step(ctx, "arc0"), "k:7 failed: backoff")
 	assert.False(t, expedite(msg("k:8", 1)), "a route in backoff does not take it")
 	assert.Equal(t, []string{"k:1", "k:2", "k:3", "k:4", "k:5", "k:6", "k:7"}, s.sent)
+}
+
+// A preview of an entry (no id yet) is sent before the transaction that
+// queues it has begun; the route waits for ready, then records the delivery
+// on the entry that transaction committed, found by alert, route and key.
+// A preview whose transaction queued nothing records nothing.
+func TestExpeditedPreviewIsSettledAgainstTheCommittedEntry(t *testing.T) {
+	db := openDB(t)
+	g := newGate()
+	var hooked []string
+	d, err := NewDispatcher(db, []Route{{Name: "arc0", Sender: g}},
+		Hooks{Delivered: func(_ *bolt.Tx, e Entry) error { hooked = append(hooked, e.Msg.Key); return nil }}, Options{})
+	require.NoError(t, err)
+	runDispatcher(t, d, "arc0")
+	idle := func() bool {
+		r := d.route("arc0")
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return r.idle
+	}
+
+	m := msg("btn-1:1", 1)
+	ready := make(chan struct{})
+	require.True(t, d.Expedite(Entry{Route: "arc0", Msg: m}, ready))
+	assert.Equal(t, m.Key, g.next(t), "sent before any transaction")
+	g.release <- struct{}{}
+	enqueue(t, db, "arc0", msg("other:1", 1), time.Now()) // another alert's entry on the route: not this one's
+	enqueue(t, db, "arc0", m, time.Now())
+	close(ready)
+	require.Eventually(t, func() bool {
+		es := delivered(t, db, m.AlertID)
+		return len(es) == 1 && es[0].State == Delivered && es[0].Attempts == 1
+	}, 10*time.Second, time.Millisecond)
+	assert.Equal(t, "other:1", g.next(t), "the other entry is sent from the queue")
+	g.release <- struct{}{}
+	require.Eventually(t, idle, 10*time.Second, time.Millisecond)
+	assert.Equal(t, []string{m.Key, "other:1"}, hooked, "each delivery recorded once")
+
+	lost := msg("btn-2:1", 1)
+	ready = make(chan struct{})
+	require.True(t, d.Expedite(Entry{Route: "arc0", Msg: lost}, ready))
+	assert.Equal(t, lost.Key, g.next(t))
+	g.release <- struct{}{}
+	close(ready) // the journal decided without queueing it (rolled back, or a duplicate)
+	require.Eventually(t, idle, 10*time.Second, time.Millisecond)
+	assert.Empty(t, delivered(t, db, lost.AlertID))
+	assert.Equal(t, []string{m.Key, "other:1"}, hooked)
 }

@@ -12,6 +12,7 @@
 package outbox
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/binary"
@@ -233,7 +234,7 @@ type routeState struct {
 	// when it takes work; expedited is an entry handed over by Expedite,
 	// sent by the route's next step ahead of its queue.
 	idle      bool
-	expedited *Entry
+	expedited *expedited
 	// stepMu is held for a whole delivery attempt, so Retire can wait for
 	// the one under way; retired (guarded by it) stops later attempts.
 	stepMu  sync.Mutex
@@ -343,22 +344,34 @@ func (d *Dispatcher) runRoute(ctx context.Context, r *routeState) {
 // idleWait is how long an empty route sleeps before looking again without a wake.
 const idleWait = 5 * time.Second
 
-// Expedite hands e, just queued by a write transaction that has not
-// committed yet, to its route for sending now, while that transaction's
-// fsync runs, instead of after the commit wakes the route. Only a route that
-// is idle (its queue was empty when it last looked, no retry pending, no
-// other expedited entry) takes it: the most it can overtake is a message
-// committed since that look and not yet picked up. A route with a backlog
-// or in backoff refuses, and e is sent from the queue in its turn. It never
-// blocks; it reports whether the route took the entry.
+// expedited is an entry handed to a route ahead of its queue.
+type expedited struct {
+	entry Entry
+	ready <-chan struct{}
+}
+
+// Expedite hands e to its route for sending now, before the write
+// transaction that queues it has committed, instead of after the commit
+// wakes the route. Only a route that is idle (its queue was empty when it
+// last looked, no retry pending, no other expedited entry) takes it: the
+// most it can overtake is a message committed since that look and not yet
+// picked up. A route with a backlog or in backoff refuses, and the message
+// is sent from the queue in its turn. It never blocks; it reports whether
+// the route took the entry.
 //
-// It must be called inside the transaction that queued e: the route records
-// the attempt's result in a write transaction of its own, which bbolt runs
-// only after that one ends. If it rolled back, the entry is not found, the
-// result is dropped, and the sender's undelivered message (its journal entry
-// never committed) will come again: delivery stays at-least-once, with the
-// same idempotency key.
-func (d *Dispatcher) Expedite(e Entry) bool {
+// The route records the attempt's result in a write transaction of its own
+// once the queueing one has ended. There are two ways to call it:
+//   - inside the transaction that queued e (e.ID set, ready nil): bbolt runs
+//     the route's transaction only after that one ends;
+//   - before that transaction has begun (e.ID 0: a preview of the entry),
+//     with ready closed once it has ended, committed or not. The route finds
+//     the entry by its alert, route and key.
+//
+// If the queueing transaction rolled back or queued something else, the
+// entry is not found and the result is dropped. The message's source was
+// not acknowledged, so it comes again: delivery stays at-least-once, with
+// the same idempotency key.
+func (d *Dispatcher) Expedite(e Entry, ready <-chan struct{}) bool {
 	r := d.route(e.Route)
 	if r == nil {
 		return false
@@ -366,7 +379,7 @@ func (d *Dispatcher) Expedite(e Entry) bool {
 	r.mu.Lock()
 	ok := r.idle && r.expedited == nil && r.failures == 0 && !d.opts.Now().Before(r.until)
 	if ok {
-		r.idle, r.expedited = false, &e
+		r.idle, r.expedited = false, &expedited{entry: e, ready: ready}
 	}
 	r.mu.Unlock()
 	if ok {
@@ -409,7 +422,7 @@ func (d *Dispatcher) step(ctx context.Context, r *routeState) time.Duration {
 	r.mu.Unlock()
 	var e Entry
 	if x != nil {
-		e = *x
+		e = x.entry
 	} else {
 		var ok bool
 		var err error
@@ -434,6 +447,12 @@ func (d *Dispatcher) step(ctx context.Context, r *routeState) time.Duration {
 	if err != nil && r.sender() != sender {
 		return 0 // a reload replaced the receiver during the send: try the new one now
 	}
+	if x != nil && x.ready != nil {
+		var found bool
+		if e, found = d.settle(ctx, x); !found {
+			return 0 // look at the queue: whatever was committed is there
+		}
+	}
 	now = d.opts.Now()
 	e.Attempts++
 	e.LastAttempt = now
@@ -444,10 +463,6 @@ func (d *Dispatcher) step(ctx context.Context, r *routeState) time.Duration {
 	case err == nil:
 		e.State, e.DoneAt, e.LastError = Delivered, now, ""
 		if err := d.finish(e, d.hooks.Delivered); err != nil {
-			if x != nil {
-				d.log.Warn("expedited message's transaction did not commit; the delivery is not recorded", "route", route, "key", e.Msg.Key, "err", err)
-				return 0
-			}
 			d.log.Error("record delivery", "route", route, "key", e.Msg.Key, "err", err)
 			return d.opts.BackoffBase
 		}
@@ -490,6 +505,67 @@ func (d *Dispatcher) step(ctx context.Context, r *routeState) time.Duration {
 		}
 		return wait
 	}
+}
+
+// settle waits, after the send of an entry expedited before its queueing
+// transaction began, for that transaction to end, and returns the entry as
+// stored: found is false when it was not committed (rolled back, or the
+// event was a duplicate of one already handled). An entry expedited inside
+// its transaction needs no settling: the route's next write transaction
+// runs after it, and checks that the entry is there.
+func (d *Dispatcher) settle(ctx context.Context, x *expedited) (Entry, bool) {
+	select {
+	case <-x.ready:
+	case <-ctx.Done():
+		return x.entry, false
+	}
+	var e Entry
+	var found bool
+	err := d.db.View(func(tx *bolt.Tx) error {
+		var err error
+		e, found, err = locate(tx, x.entry)
+		return err
+	})
+	if err != nil || !found {
+		d.log.Info("expedited message was sent, but no entry for it was committed; the delivery is not recorded",
+			"route", x.entry.Route, "key", x.entry.Msg.Key, "err", err)
+		return x.entry, false
+	}
+	return e, true
+}
+
+// locate finds e's pending entry: by id, or for a preview (id 0) by its
+// alert, route and key.
+func locate(tx *bolt.Tx, e Entry) (Entry, bool, error) {
+	b, err := routeBucket(tx, e.Route, bucketPending)
+	if err != nil || b == nil {
+		return e, false, err
+	}
+	ids := []uint64{e.ID}
+	if e.ID == 0 {
+		ids = nil
+		prefix := append(append(append([]byte(e.Msg.AlertID), 0), e.Route...), 0)
+		c := tx.Bucket(bucketByAlert).Cursor()
+		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+			if len(k) == len(prefix)+8 {
+				ids = append(ids, binary.BigEndian.Uint64(k[len(prefix):]))
+			}
+		}
+	}
+	for _, id := range ids {
+		raw := b.Get(pendingKey(e.Msg, id))
+		if raw == nil {
+			continue
+		}
+		var cur Entry
+		if err := json.Unmarshal(raw, &cur); err != nil {
+			return e, false, fmt.Errorf("outbox: decode entry %d: %w", id, err)
+		}
+		if cur.Msg.Key == e.Msg.Key && cur.Msg.AlertID == e.Msg.AlertID {
+			return cur, true, nil
+		}
+	}
+	return e, false, nil
 }
 
 // Backoff is the capped exponential delay before retry number n (1-based),
