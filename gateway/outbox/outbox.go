@@ -416,9 +416,12 @@ func (d *Dispatcher) step(ctx context.Context, r *routeState) time.Duration {
 	if now.Before(until) {
 		return until.Sub(now)
 	}
+	// Busy from here until the queue is found empty: an entry expedited
+	// while the queue is being read could otherwise be sent twice, once
+	// handed over and once read from the queue.
 	r.mu.Lock()
 	x := r.expedited
-	r.expedited = nil
+	r.expedited, r.idle = nil, false
 	r.mu.Unlock()
 	var e Entry
 	if x != nil {
@@ -431,10 +434,10 @@ func (d *Dispatcher) step(ctx context.Context, r *routeState) time.Duration {
 			d.log.Error("read queue", "route", route, "err", err)
 			return idleWait
 		}
-		r.mu.Lock()
-		r.idle = !ok
-		r.mu.Unlock()
 		if !ok {
+			r.mu.Lock()
+			r.idle = true
+			r.mu.Unlock()
 			return idleWait
 		}
 	}
