@@ -31,7 +31,7 @@ func TestDuressReachesARCWhileTheJournalWaits(t *testing.T) {
 	require.NoError(t, err)
 	runApp(t, a)
 	// The ARC route looks at its empty queue once at start: then it is idle.
-	waitUntil(t, 10*time.Second, "the link test", func() bool { return len(arc.Frames()) > 0 })
+	waitUntil(t, 10*time.Second, "the ARC route idle", func() bool { return a.outbox.Idle("arc0") })
 
 	locked, release := make(chan struct{}), make(chan struct{})
 	held := make(chan error, 1)

@@ -243,3 +243,61 @@ func TestExpeditedPreviewIsSettledAgainstTheCommittedEntry(t *testing.T) {
 	assert.Empty(t, delivered(t, db, lost.AlertID))
 	assert.Equal(t, []string{m.Key, "other:1"}, hooked)
 }
+
+// While a route records the delivery of the only entry it found, it takes
+// the next alarm and sends it as soon as that is recorded; with a backlog
+// behind the entry it refuses, so no waiting alarm is overtaken.
+func TestExpediteWhileRecordingOnlyWithoutABacklog(t *testing.T) {
+	db := openDB(t)
+	g := newGate()
+	inHook, hookRelease := make(chan string, 8), make(chan struct{}, 8)
+	d, err := NewDispatcher(db, []Route{{Name: "arc0", Sender: g}},
+		Hooks{Delivered: func(_ *bolt.Tx, e Entry) error { inHook <- e.Msg.Key; <-hookRelease; return nil }}, Options{})
+	require.NoError(t, err)
+	runDispatcher(t, d, "arc0")
+	recorded := func(want string) {
+		t.Helper()
+		select {
+		case k := <-inHook:
+			require.Equal(t, want, k)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s was not recorded", want)
+		}
+	}
+
+	enqueue(t, db, "arc0", msg("a:1", 1), time.Now())
+	d.Wake()
+	assert.Equal(t, "a:1", g.next(t))
+	g.release <- struct{}{}
+	recorded("a:1") // the route is now recording a:1, the only entry it found
+	b := msg("b:1", 1)
+	ready := make(chan struct{})
+	assert.True(t, d.Expedite(Entry{Route: "arc0", Msg: b}, ready), "taken while a:1 is recorded")
+	assert.False(t, d.Expedite(Entry{Route: "arc0", Msg: msg("x:1", 1)}, nil), "one at a time")
+	hookRelease <- struct{}{}
+	assert.Equal(t, "b:1", g.next(t), "sent once a:1 is recorded")
+	g.release <- struct{}{}
+	enqueue(t, db, "arc0", b, time.Now())
+	close(ready)
+	recorded("b:1")
+	hookRelease <- struct{}{}
+
+	require.NoError(t, db.Update(func(tx *bolt.Tx) error { // c:1 and d:1 at once: the route sees both
+		for _, m := range []forward.Message{msg("c:1", 1), msg("d:1", 1)} {
+			if _, err := Enqueue(tx, "arc0", m, time.Now()); err != nil {
+				return err
+			}
+		}
+		return nil
+	}))
+	d.Wake()
+	assert.Equal(t, "c:1", g.next(t))
+	g.release <- struct{}{}
+	recorded("c:1")
+	assert.False(t, d.Expedite(Entry{Route: "arc0", Msg: msg("e:1", 1)}, make(chan struct{})), "d:1 waits behind c:1")
+	hookRelease <- struct{}{}
+	assert.Equal(t, "d:1", g.next(t))
+	g.release <- struct{}{}
+	recorded("d:1")
+	hookRelease <- struct{}{}
+}

@@ -235,6 +235,12 @@ type routeState struct {
 	// sent by the route's next step ahead of its queue.
 	idle      bool
 	expedited *expedited
+	// recording is set while the route records a delivery its receiver has
+	// acknowledged; more says the queue held another entry behind the one
+	// being handled; busyKey is the key of the message being handled.
+	recording bool
+	more      bool
+	busyKey   string
 	// stepMu is held for a whole delivery attempt, so Retire can wait for
 	// the one under way; retired (guarded by it) stops later attempts.
 	stepMu  sync.Mutex
@@ -344,6 +350,22 @@ func (d *Dispatcher) runRoute(ctx context.Context, r *routeState) {
 // idleWait is how long an empty route sleeps before looking again without a wake.
 const idleWait = 5 * time.Second
 
+// Idle reports whether route would take an expedited entry now.
+func (d *Dispatcher) Idle(route string) bool {
+	r := d.route(route)
+	if r == nil {
+		return false
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.takes(d.opts.Now())
+}
+
+// takes says whether the route can take an expedited entry; r.mu is held.
+func (r *routeState) takes(now time.Time) bool {
+	return (r.idle || (r.recording && !r.more)) && r.expedited == nil && r.failures == 0 && !now.Before(r.until)
+}
+
 // expedited is an entry handed to a route ahead of its queue.
 type expedited struct {
 	entry Entry
@@ -352,12 +374,13 @@ type expedited struct {
 
 // Expedite hands e to its route for sending now, before the write
 // transaction that queues it has committed, instead of after the commit
-// wakes the route. Only a route that is idle (its queue was empty when it
-// last looked, no retry pending, no other expedited entry) takes it: the
-// most it can overtake is a message committed since that look and not yet
-// picked up. A route with a backlog or in backoff refuses, and the message
-// is sent from the queue in its turn. It never blocks; it reports whether
-// the route took the entry.
+// wakes the route. Only a route that is idle takes it: its queue was empty
+// when it last looked, or it is recording the delivery of the only entry
+// it found there; no retry pending; no other expedited entry; not handling
+// this very message. The most it can overtake is a message committed since
+// that look and not yet picked up. A route with a backlog or in backoff
+// refuses, and the message is sent from the queue in its turn. It never
+// blocks; it reports whether the route took the entry.
 //
 // The route records the attempt's result in a write transaction of its own
 // once the queueing one has ended. There are two ways to call it:
@@ -377,7 +400,7 @@ func (d *Dispatcher) Expedite(e Entry, ready <-chan struct{}) bool {
 		return false
 	}
 	r.mu.Lock()
-	ok := r.idle && r.expedited == nil && r.failures == 0 && !d.opts.Now().Before(r.until)
+	ok := r.takes(d.opts.Now()) && e.Msg.Key != r.busyKey
 	if ok {
 		r.idle, r.expedited = false, &expedited{entry: e, ready: ready}
 	}
@@ -423,24 +446,32 @@ func (d *Dispatcher) step(ctx context.Context, r *routeState) time.Duration {
 	x := r.expedited
 	r.expedited, r.idle = nil, false
 	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		r.recording, r.busyKey = false, ""
+		r.mu.Unlock()
+	}()
 	var e Entry
 	if x != nil {
 		e = x.entry
 	} else {
-		var ok bool
+		var ok, more bool
 		var err error
-		e, ok, err = d.head(route)
+		e, ok, more, err = d.head(route)
 		if err != nil {
 			d.log.Error("read queue", "route", route, "err", err)
 			return idleWait
 		}
+		r.mu.Lock()
+		r.idle, r.more = !ok, more
+		r.mu.Unlock()
 		if !ok {
-			r.mu.Lock()
-			r.idle = true
-			r.mu.Unlock()
 			return idleWait
 		}
 	}
+	r.mu.Lock()
+	r.busyKey = e.Msg.Key
+	r.mu.Unlock()
 	sctx, cancel := context.WithTimeout(ctx, d.opts.SendTimeout)
 	err := sender.Send(sctx, e.Msg)
 	cancel()
@@ -449,6 +480,11 @@ func (d *Dispatcher) step(ctx context.Context, r *routeState) time.Duration {
 	}
 	if err != nil && r.sender() != sender {
 		return 0 // a reload replaced the receiver during the send: try the new one now
+	}
+	if err == nil {
+		r.mu.Lock()
+		r.recording = true // the next alarm may be handed over while this is recorded
+		r.mu.Unlock()
 	}
 	if x != nil && x.ready != nil {
 		var found bool
@@ -583,22 +619,25 @@ func Backoff(base, maxWait time.Duration, n int, u float64) time.Duration {
 	return step/2 + time.Duration(u*float64(step/2))
 }
 
-func (d *Dispatcher) head(route string) (Entry, bool, error) {
-	var e Entry
-	var ok bool
-	err := d.db.View(func(tx *bolt.Tx) error {
+// head returns the first pending entry of route, and whether another
+// follows it.
+func (d *Dispatcher) head(route string) (e Entry, ok, more bool, err error) {
+	err = d.db.View(func(tx *bolt.Tx) error {
 		b, err := routeBucket(tx, route, bucketPending)
 		if err != nil || b == nil {
 			return err
 		}
-		_, v := b.Cursor().First()
+		c := b.Cursor()
+		_, v := c.First()
 		if v == nil {
 			return nil
 		}
 		ok = true
+		next, _ := c.Next()
+		more = next != nil
 		return json.Unmarshal(v, &e)
 	})
-	return e, ok, err
+	return e, ok, more, err
 }
 
 // update records an attempt's result on the stored entry. It re-reads the
