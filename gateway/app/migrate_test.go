@@ -114,11 +114,8 @@ func TestMigrateStateV0(t *testing.T) {
 	// the receiver from the outbox entry the old version left pending.
 	// The fixture's devices were last heard from when it was made, so their
 	// offline deadlines have passed: the timers carried over fire at start,
-	// at a moment of their own, and raise offline alerts beside these.
-	waitUntil(t, 10*time.Second, "btn-1 reported offline from its carried-over timer", func() bool {
-		list, err := a.engine.List(0)
-		return err == nil && slices.ContainsFunc(list, func(v alert.View) bool { return v.Event == alert.EventOffline && v.Device == "btn-1" })
-	})
+	// at a moment of their own, and raise offline alerts beside these
+	// (checked below).
 	all, err := a.engine.List(0)
 	require.NoError(t, err)
 	var list []alert.View
@@ -142,6 +139,10 @@ func TestMigrateStateV0(t *testing.T) {
 		return err == nil && v.State == alert.Delivered
 	})
 	assert.True(t, arc.zones()["002"], "btn-2's zone reached the receiver")
+	waitUntil(t, 10*time.Second, "btn-1 reported offline from its carried-over timer", func() bool {
+		list, err := a.engine.List(0)
+		return err == nil && slices.ContainsFunc(list, func(v alert.View) bool { return v.Event == alert.EventOffline && v.Device == "btn-1" })
+	})
 	n, err := a.journal.Count()
 	require.NoError(t, err)
 	assert.GreaterOrEqual(t, n, 2, "the journal records")

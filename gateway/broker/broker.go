@@ -73,7 +73,7 @@ func (cfg Config) tls() (bool, error) {
 // Broker is a running embedded broker.
 type Broker struct {
 	srv    *mqtt.Server
-	tcp    *listeners.TCP
+	tcp    *listener
 	scheme string // tcp or ssl
 	close  sync.Once
 	err    error
@@ -116,7 +116,7 @@ func Start(cfg Config) (*Broker, error) {
 			return nil, fmt.Errorf("broker: session store %s: %w", cfg.StorePath, err)
 		}
 	}
-	tcp := listeners.NewTCP(lcfg)
+	tcp := newListener(lcfg.ID, lcfg.Address, lcfg.TLSConfig)
 	if err := srv.AddListener(tcp); err != nil {
 		return nil, fmt.Errorf("broker: listen %s: %w", cfg.Addr, err)
 	}
