@@ -238,7 +238,7 @@ func measureDuressLatency(b *testing.B, r duressRun) {
 	}
 	row("vigil publish→ARC frame", vig)
 	row("  publish→alert raised (in tx)", toRaised)
-	row("  raised→ARC frame", raisedToFrame)
+	row("  raised→ARC frame (< 0: sent ahead of the journal)", raisedToFrame)
 	row("mosquitto QoS1 pub→sub", mosq)
 	row(fmt.Sprintf("fsync 4 KiB (%d)", len(fsyncs)), fsyncs)
 	tw.Flush()
