@@ -3,6 +3,8 @@ package outbox
 import (
 	"context"
 	"errors"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -61,6 +63,38 @@ func runDispatcher(t *testing.T, d *Dispatcher, route string) {
 	}, 10*time.Second, time.Millisecond)
 }
 
+// hookLog records the keys the Delivered hook was called with.
+type hookLog struct {
+	mu   sync.Mutex
+	seen []string
+}
+
+func (h *hookLog) delivered(_ *bolt.Tx, e Entry) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.seen = append(h.seen, e.Msg.Key)
+	return nil
+}
+
+func (h *hookLog) keys() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.seen)
+}
+
+// gateRoute runs a dispatcher with one route, arc0, whose receiver is a
+// gateSender, and waits until the route is idle.
+func gateRoute(t *testing.T) (*bolt.DB, *gateSender, *Dispatcher, *hookLog) {
+	t.Helper()
+	db := openDB(t)
+	g := newGate()
+	h := &hookLog{}
+	d, err := NewDispatcher(db, []Route{{Name: "arc0", Sender: g}}, Hooks{Delivered: h.delivered}, Options{})
+	require.NoError(t, err)
+	runDispatcher(t, d, "arc0")
+	return db, g, d, h
+}
+
 func delivered(t *testing.T, db *bolt.DB, alertID string) []Entry {
 	t.Helper()
 	var es []Entry
@@ -76,13 +110,7 @@ func delivered(t *testing.T, db *bolt.DB, alertID string) []Entry {
 // that queued it is still open, and its delivery is recorded once that
 // transaction commits, exactly once.
 func TestExpeditedMessageIsSentBeforeItsTransactionCommits(t *testing.T) {
-	db := openDB(t)
-	g := newGate()
-	var hooked []string
-	d, err := NewDispatcher(db, []Route{{Name: "arc0", Sender: g}},
-		Hooks{Delivered: func(_ *bolt.Tx, e Entry) error { hooked = append(hooked, e.Msg.Key); return nil }}, Options{})
-	require.NoError(t, err)
-	runDispatcher(t, d, "arc0")
+	db, g, d, hooked := gateRoute(t)
 
 	m := msg("btn-1:1", 1)
 	require.NoError(t, db.Update(func(tx *bolt.Tx) error {
@@ -99,7 +127,7 @@ func TestExpeditedMessageIsSentBeforeItsTransactionCommits(t *testing.T) {
 		return len(es) == 1 && es[0].State == Delivered
 	}, 10*time.Second, time.Millisecond)
 	assert.Equal(t, idleWait, d.Step(context.Background(), "arc0"), "nothing left pending")
-	assert.Equal(t, []string{m.Key}, hooked, "the delivery hook ran once")
+	assert.Equal(t, []string{m.Key}, hooked.keys(), "the delivery hook ran once")
 	select {
 	case k := <-g.got:
 		t.Fatalf("%s was sent a second time", k)
@@ -112,18 +140,12 @@ func TestExpeditedMessageIsSentBeforeItsTransactionCommits(t *testing.T) {
 // the same entry id before the send returns is neither marked delivered by
 // the earlier send nor skipped.
 func TestExpeditedSendOfARolledBackTransactionRecordsNothing(t *testing.T) {
-	db := openDB(t)
-	g := newGate()
-	var hooked []string
-	d, err := NewDispatcher(db, []Route{{Name: "arc0", Sender: g}},
-		Hooks{Delivered: func(_ *bolt.Tx, e Entry) error { hooked = append(hooked, e.Msg.Key); return nil }}, Options{})
-	require.NoError(t, err)
-	runDispatcher(t, d, "arc0")
+	db, g, d, hooked := gateRoute(t)
 
 	a, b := msg("btn-1:1", 1), msg("btn-2:1", 1)
 	var idA uint64
 	rollback := errors.New("a later apply failed")
-	err = db.Update(func(tx *bolt.Tx) error {
+	err := db.Update(func(tx *bolt.Tx) error {
 		e, err := Enqueue(tx, "arc0", a, time.Now())
 		require.NoError(t, err)
 		idA = e.ID
@@ -146,7 +168,7 @@ func TestExpeditedSendOfARolledBackTransactionRecordsNothing(t *testing.T) {
 		return len(es) == 1 && es[0].State == Delivered
 	}, 10*time.Second, time.Millisecond)
 	assert.Empty(t, delivered(t, db, a.AlertID), "no entry for the rolled-back message")
-	assert.Equal(t, []string{b.Key}, hooked)
+	assert.Equal(t, []string{b.Key}, hooked.keys())
 }
 
 // A route takes an expedited entry only when it is idle: never before it
@@ -202,13 +224,7 @@ func TestExpediteOnlyOnAnIdleRoute(t *testing.T) {
 // on the entry that transaction committed, found by alert, route and key.
 // A preview whose transaction queued nothing records nothing.
 func TestExpeditedPreviewIsSettledAgainstTheCommittedEntry(t *testing.T) {
-	db := openDB(t)
-	g := newGate()
-	var hooked []string
-	d, err := NewDispatcher(db, []Route{{Name: "arc0", Sender: g}},
-		Hooks{Delivered: func(_ *bolt.Tx, e Entry) error { hooked = append(hooked, e.Msg.Key); return nil }}, Options{})
-	require.NoError(t, err)
-	runDispatcher(t, d, "arc0")
+	db, g, d, hooked := gateRoute(t)
 	idle := func() bool {
 		r := d.route("arc0")
 		r.mu.Lock()
@@ -231,7 +247,7 @@ func TestExpeditedPreviewIsSettledAgainstTheCommittedEntry(t *testing.T) {
 	assert.Equal(t, "other:1", g.next(t), "the other entry is sent from the queue")
 	g.release <- struct{}{}
 	require.Eventually(t, idle, 10*time.Second, time.Millisecond)
-	assert.Equal(t, []string{m.Key, "other:1"}, hooked, "each delivery recorded once")
+	assert.Equal(t, []string{m.Key, "other:1"}, hooked.keys(), "each delivery recorded once")
 
 	lost := msg("btn-2:1", 1)
 	ready = make(chan struct{})
@@ -241,7 +257,7 @@ func TestExpeditedPreviewIsSettledAgainstTheCommittedEntry(t *testing.T) {
 	close(ready) // the journal decided without queueing it (rolled back, or a duplicate)
 	require.Eventually(t, idle, 10*time.Second, time.Millisecond)
 	assert.Empty(t, delivered(t, db, lost.AlertID))
-	assert.Equal(t, []string{m.Key, "other:1"}, hooked)
+	assert.Equal(t, []string{m.Key, "other:1"}, hooked.keys())
 }
 
 // While a route records the delivery of the only entry it found, it takes
