@@ -333,7 +333,7 @@ func ParseFrame(b []byte, key []byte) (Frame, error) {
 		return f, err
 	}
 	if f.Encrypted && !f.HasTimestamp {
-		return f, fieldErr("timestamp", "missing in an encrypted frame")
+		return f, fieldErr("timestamp", "missing in an encrypted frame (wrong key?)")
 	}
 	return f, nil
 }
