@@ -2,10 +2,12 @@ package evidence
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/vigil-gw/vigil/evidence/ingest"
@@ -66,6 +68,9 @@ func (s *Service) Accept(ctx context.Context, sp ingest.Spooled) error {
 		return fmt.Errorf("%w: %s", ingest.ErrUnknownCamera, sp.Camera)
 	}
 	if sp.Digest != sp.SHA256 {
+		// Abort whatever was uploaded while it arrived before the file
+		// moves: a crash in between then finds the clip still to refuse.
+		s.dropStream(ctx, sp.Upload, "its bytes do not match the declared digest")
 		return s.quarantine(ctx, cam, sp)
 	}
 	var n int
@@ -73,6 +78,7 @@ func (s *Service) Accept(ctx context.Context, sp ingest.Spooled) error {
 		return fmt.Errorf("evidence: accept: %w", err)
 	}
 	if n > 0 {
+		s.dropStream(ctx, sp.Upload, "the clip was already received")
 		return fmt.Errorf("%w: %s/%s", ingest.ErrDuplicate, sp.Camera, sp.Clip)
 	}
 	// The received time was taken from our clock a moment ago (ingest
@@ -84,6 +90,7 @@ func (s *Service) Accept(ctx context.Context, sp ingest.Spooled) error {
 	if errors.Is(err, ledger.ErrDuplicate) {
 		if e.SHA256 != sp.Digest {
 			// The same clip id with other bytes: keep them apart, never replace.
+			s.dropStream(ctx, sp.Upload, "the ledger holds other bytes under this clip id")
 			return s.quarantine(ctx, cam, sp)
 		}
 		err = nil // a crash after the ledger commit: finish the job
@@ -96,26 +103,28 @@ func (s *Service) Accept(ctx context.Context, sp ingest.Spooled) error {
 	if err != nil {
 		return err
 	}
-	// Footage inside an incident's window is evidential: held while an
-	// incident is open, kept Evidential after the last one closed.
-	category, retain, hold := NonEvidential, ms(e.Start.Add(s.cfg.NonEvidential)), false
 	now := s.cfg.Now()
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("evidence: accept: %w", err)
 	}
 	defer tx.Rollback()
-	closed := make([]int64, len(incidents)) // each incident's retention for its footage (0: open)
-	for i, inc := range incidents {
-		if closed[i], err = s.closedRetention(ctx, tx, inc); err != nil {
-			return fmt.Errorf("evidence: accept %s/%s: %w", sp.Camera, sp.Clip, err)
-		}
-		category, retain, hold = Evidential, max(retain, closed[i]), hold || closed[i] == 0
+	p, err := s.protectionOf(ctx, tx, e.Start, incidents)
+	if err != nil {
+		return fmt.Errorf("evidence: accept %s/%s: %w", sp.Camera, sp.Clip, err)
+	}
+	category, retain, hold, closed := p.category, p.retain, p.hold, p.closed
+	key := ObjectKey(e.Site, e.Camera, e.Clip.Clip, e.Start)
+	// The multipart upload started while the clip arrived becomes the
+	// clip's, in this transaction: after a crash the queue resumes it.
+	uploadID, stale, err := s.takeEarlyUpload(ctx, tx, sp, e.Size, e.SHA256, key)
+	if err != nil {
+		return fmt.Errorf("evidence: accept %s/%s: %w", sp.Camera, sp.Clip, err)
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO clips(camera, clip, idx, site, wearer, start_ms, end_ms, size, sha256, ingest, received_ms,
-		object_key, spool_path, state, category, retain_until_ms, legal_hold) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+		object_key, spool_path, state, category, retain_until_ms, legal_hold, upload_id) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
 		e.Camera, e.Clip.Clip, e.Index, e.Site, e.Wearer, ms(e.Start), ms(e.End), e.Size, e.SHA256, e.Ingest, ms(e.Received),
-		ObjectKey(e.Site, e.Camera, e.Clip.Clip, e.Start), dst, stateQueued, category, retain, b2i(hold)); err != nil {
+		key, dst, stateQueued, category, retain, b2i(hold), uploadID); err != nil {
 		return fmt.Errorf("evidence: accept %s/%s: %w", sp.Camera, sp.Clip, err)
 	}
 	received := fmt.Sprintf("%s upload of %d bytes, sha256 %s computed on receipt matches the camera's", e.Ingest, e.Size, e.SHA256)
@@ -142,6 +151,15 @@ func (s *Service) Accept(ctx context.Context, sp ingest.Spooled) error {
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("evidence: accept %s/%s: %w", sp.Camera, sp.Clip, err)
 	}
+	// The ledger entry and the clip are committed: a stream of it may now
+	// complete its object. Streams of the same clip through other uploads
+	// never will.
+	for _, id := range stale {
+		s.dropStream(ctx, id, "the clip was received through another upload")
+	}
+	if !slices.Contains(stale, sp.Upload) {
+		s.markAccepted(sp.Upload)
+	}
 	if err := moveDurably(sp.Path, dst); err != nil {
 		// The row points at dst; reconcile finds the file at its old place
 		// only if ingest still has it, so say loudly that it is stuck.
@@ -151,6 +169,67 @@ func (s *Service) Accept(ctx context.Context, sp ingest.Spooled) error {
 	s.maybeCheckpoint(ctx, false)
 	s.Wake()
 	return nil
+}
+
+// protection is what footage gets when it is entered: its category, its
+// retention (ms), its legal hold, and each incident's retention for it
+// (0 while the incident is open).
+type protection struct {
+	category string
+	retain   int64
+	hold     bool
+	closed   []int64
+}
+
+// protectionOf works out the protection of footage starting at start that
+// falls in the given incidents' windows. Footage inside an incident's
+// window is evidential: held while an incident is open, kept Evidential
+// after the last one closed.
+func (s *Service) protectionOf(ctx context.Context, q querier, start time.Time, incidents []string) (protection, error) {
+	p := protection{category: NonEvidential, retain: ms(start.Add(s.cfg.NonEvidential)), closed: make([]int64, len(incidents))}
+	for i, inc := range incidents {
+		c, err := s.closedRetention(ctx, q, inc)
+		if err != nil {
+			return p, err
+		}
+		p.closed[i] = c
+		p.category, p.retain, p.hold = Evidential, max(p.retain, c), p.hold || c == 0
+	}
+	return p, nil
+}
+
+// takeEarlyUpload moves the multipart upload streamed through sp's tus
+// upload, if any, to the clip being entered: it returns its id and deletes
+// its early_uploads row. An upload of other bytes or to another key (the
+// camera moved site meanwhile) is not taken. stale lists the tus uploads
+// whose early uploads must be dropped once the clip is committed: those of
+// the same clip through other uploads, and one not taken.
+func (s *Service) takeEarlyUpload(ctx context.Context, tx *sql.Tx, sp ingest.Spooled, size int64, sha256, key string) (uploadID string, stale []string, err error) {
+	rows, err := tx.QueryContext(ctx, `SELECT tus_id, object_key, size, sha256, upload_id FROM early_uploads WHERE camera=? AND clip=?`, sp.Camera, sp.Clip)
+	if err != nil {
+		return "", nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id, k, sum, up string
+		var n int64
+		if err := rows.Scan(&id, &k, &n, &sum, &up); err != nil {
+			return "", nil, err
+		}
+		if id == sp.Upload && k == key && n == size && sum == sha256 {
+			uploadID = up
+		} else {
+			stale = append(stale, id)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return "", nil, err
+	}
+	rows.Close()
+	if _, err := tx.ExecContext(ctx, `DELETE FROM early_uploads WHERE tus_id=? AND NOT ?`, sp.Upload, slices.Contains(stale, sp.Upload)); err != nil {
+		return "", nil, err
+	}
+	return uploadID, stale, nil
 }
 
 // quarantine keeps a clip whose bytes are not what the camera declared,

@@ -162,6 +162,14 @@ type Service struct {
 	storeErr  error     // last upload error, nil when the store answers
 	storeDown time.Time // when uploads started failing
 	alerted   map[string]time.Time
+
+	// Clips uploaded while they arrive (stream.go).
+	smu            sync.Mutex
+	streams        map[string]*stream // by tus upload id
+	streamCtx      context.Context    // Run's, once the start-up sweep is done; nil: clips do not stream
+	runningStreams int
+	streamWG       sync.WaitGroup
+	lastSweep      time.Time // Run's goroutine only
 }
 
 // Open opens (creating on first use) the evidence state under cfg.State:
@@ -201,7 +209,7 @@ func Open(ctx context.Context, cfg Config) (_ *Service, err error) {
 	if err := sqlitedb.Migrate(ctx, db, dbSchema(), cfg.Logger); err != nil {
 		return nil, fmt.Errorf("evidence: %w", err)
 	}
-	if _, err := db.ExecContext(ctx, schema+retentionSchema); err != nil {
+	if _, err := db.ExecContext(ctx, schema+retentionSchema+earlySchema); err != nil {
 		return nil, fmt.Errorf("evidence: create tables: %w", err)
 	}
 	l, err := ledger.Open(ctx, db, signer, cfg.Origin)
@@ -225,7 +233,7 @@ func Open(ctx context.Context, cfg Config) (_ *Service, err error) {
 		st = d
 	}
 	s := &Service{cfg: cfg, db: db, ledger: l, signer: signer, verifier: verifier, store: st, dir: dir,
-		log: cfg.Logger.With("component", "evidence"), wake: make(chan struct{}, 1), alerted: map[string]time.Time{}}
+		log: cfg.Logger.With("component", "evidence"), wake: make(chan struct{}, 1), alerted: map[string]time.Time{}, streams: map[string]*stream{}}
 	if err := s.reconcile(ctx); err != nil {
 		return nil, err
 	}

@@ -14,6 +14,12 @@ func dbSchema() sqlitedb.Schema {
 		// Version 1 is the layout released unversioned, with its version
 		// recorded: the tables were already what this build creates.
 		{Name: "record the schema version", Up: func(context.Context, sqlitedb.Execer) error { return nil }},
+		// Version 2: clips are uploaded while they arrive (stream.go); the
+		// multipart upload of a clip not yet in the ledger is recorded here.
+		{Name: "record uploads started while a clip arrives", Up: func(ctx context.Context, tx sqlitedb.Execer) error {
+			_, err := tx.ExecContext(ctx, earlySchema)
+			return err
+		}},
 	}}
 }
 

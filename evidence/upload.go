@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/vigil-gw/vigil/evidence/objstore"
@@ -20,7 +21,9 @@ func (s *Service) Run(ctx context.Context) error {
 	tick := time.NewTicker(time.Minute)
 	defer tick.Stop()
 	s.ensureBucket(ctx)
+	defer s.stopStreams()
 	for {
+		s.sweepStreams(ctx)
 		s.maybeCheckpoint(ctx, false)
 		next := s.uploadQueued(ctx)
 		s.applyHolds(ctx)
@@ -91,34 +94,45 @@ func (s *Service) uploadQueued(ctx context.Context) time.Time {
 }
 
 func (s *Service) upload(ctx context.Context, q queued) error {
-	f, err := os.Open(q.path)
-	if err != nil {
-		return fmt.Errorf("evidence: upload %s/%s: local copy: %w", q.camera, q.clip, err)
-	}
-	defer f.Close()
-	resume := objstore.Resume{UploadID: q.uploadID}
-	if q.uploadID != "" {
-		if resume.Parts, err = s.parts(ctx, q.camera, q.clip, q.uploadID); err != nil {
-			return err
-		}
-	}
 	// A clip that arrives after its retention has already run out (a camera
 	// back after weeks away) is still stored, entered in the ledger and
 	// locked, for a day: the sweeper then deletes it by policy, in the open.
 	if floor := s.cfg.Now().Add(minLock); q.retain.Before(floor) {
 		q.retain = floor
 	}
-	opts := objstore.PutOptions{SHA256: q.sha256, ContentType: "application/octet-stream",
-		Mode: objstore.Governance, RetainUntil: q.retain, LegalHold: q.hold,
-		Meta: map[string]string{"camera": q.camera, "clip": q.clip, "site": q.site, "ledger-index": strconv.FormatInt(q.idx, 10),
-			"start": q.start.Format(time.RFC3339), "end": q.end.Format(time.RFC3339), "received": q.received.Format(time.RFC3339), "category": q.category}}
-	obj, err := s.store.Upload(ctx, q.key, f, q.size, opts, resume, &progress{s: s, ctx: ctx, camera: q.camera, clip: q.clip})
+	st, streamed, err := s.streamed(ctx, q.camera, q.clip)
 	if err != nil {
-		return fmt.Errorf("evidence: upload %s/%s: %w", q.camera, q.clip, err)
+		return err
 	}
-	// Verify what the store holds before the only other copy goes.
-	if err := s.store.Verify(ctx, q.key, q.size, q.sha256, false); err != nil {
+	var obj objstore.Object
+	if streamed != nil {
+		obj = *streamed
+	} else {
+		if st != nil {
+			s.forgetStream(st) // it stopped short: resume its upload from here
+		}
+		if obj, err = s.storeFromSpool(ctx, q); err != nil {
+			return err
+		}
+	}
+	// Verify what the store holds before the only other copy goes, and
+	// read the protection the object has, which is what it was created
+	// with: a clip that became evidential since (while it streamed, or
+	// before a restart resumed its upload) gets the rest from applyHolds.
+	// One HEAD does both; Verify says what is wrong when something is.
+	o, err := s.store.Stat(ctx, q.key)
+	if err != nil || o.Size != q.size || !strings.EqualFold(o.SHA256, q.sha256) {
+		if verr := s.store.Verify(ctx, q.key, q.size, q.sha256, false); verr != nil {
+			err = verr
+		}
+		if err == nil {
+			err = fmt.Errorf("the store reports %d bytes and sha256 %s", o.Size, o.SHA256)
+		}
 		return fmt.Errorf("evidence: verify %s/%s after upload: %w", q.camera, q.clip, err)
+	}
+	storeRetain := q.retain
+	if o.RetainUntil.Before(q.retain.Truncate(time.Second)) {
+		storeRetain = o.RetainUntil
 	}
 	now := s.cfg.Now()
 	tx, err := s.db.BeginTx(ctx, nil)
@@ -128,15 +142,18 @@ func (s *Service) upload(ctx context.Context, q queued) error {
 	defer tx.Rollback()
 	if _, err := tx.ExecContext(ctx, `UPDATE clips SET state=?, uploaded_ms=?, version_id=?, spool_path='', upload_id='', last_error='',
 		store_retain_until_ms=?, store_legal_hold=? WHERE camera=? AND clip=?`,
-		stateUploaded, ms(now), obj.VersionID, ms(q.retain), b2i(q.hold), q.camera, q.clip); err != nil {
+		stateUploaded, ms(now), obj.VersionID, ms(storeRetain), b2i(o.LegalHold), q.camera, q.clip); err != nil {
 		return err
 	}
 	if _, err := tx.ExecContext(ctx, `DELETE FROM upload_parts WHERE camera=? AND clip=?`, q.camera, q.clip); err != nil {
 		return err
 	}
-	detail := fmt.Sprintf("stored as %s (version %s), GOVERNANCE retention until %s", q.key, obj.VersionID, q.retain.Format(time.RFC3339))
-	if q.hold {
+	detail := fmt.Sprintf("stored as %s (version %s), %s retention until %s", q.key, obj.VersionID, o.Mode, storeRetain.Format(time.RFC3339))
+	if o.LegalHold {
 		detail += ", legal hold"
+	}
+	if streamed != nil {
+		detail += "; uploaded while it arrived, completed after its ledger entry"
 	}
 	if err := custody(ctx, tx, q.camera, q.clip, now, "uploaded", detail); err != nil {
 		return err
@@ -150,6 +167,9 @@ func (s *Service) upload(ctx context.Context, q queued) error {
 	if err := tx.Commit(); err != nil {
 		return err
 	}
+	if st != nil {
+		s.forgetStream(st)
+	}
 	// The row now says uploaded: removing the file is safe, and a crash just
 	// before it leaves an orphan file, never a lost clip.
 	if err := os.Remove(q.path); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -157,6 +177,47 @@ func (s *Service) upload(ctx context.Context, q queued) error {
 	}
 	s.log.Info("clip uploaded", "camera", q.camera, "clip", q.clip, "key", q.key, "bytes", q.size)
 	return nil
+}
+
+// storeFromSpool uploads a clip from its local copy, resuming the
+// multipart upload recorded on its row (by an earlier attempt, or by a
+// stream that stopped short).
+func (s *Service) storeFromSpool(ctx context.Context, q queued) (objstore.Object, error) {
+	// A stream may have recorded an upload since the row was read.
+	if err := s.db.QueryRowContext(ctx, `SELECT upload_id FROM clips WHERE camera=? AND clip=?`, q.camera, q.clip).Scan(&q.uploadID); err != nil {
+		return objstore.Object{}, fmt.Errorf("evidence: upload %s/%s: %w", q.camera, q.clip, err)
+	}
+	if q.uploadID != "" {
+		// An earlier attempt may have completed the object just before the
+		// gateway stopped, with the row still saying queued. Storing it
+		// again would make a second version: take the one there once its
+		// bytes are re-read and found to be the clip's.
+		if o, err := s.store.Stat(ctx, q.key); err == nil && o.Size == q.size && strings.EqualFold(o.SHA256, q.sha256) &&
+			s.store.Verify(ctx, q.key, q.size, q.sha256, true) == nil {
+			s.log.Info("clip found already stored by an interrupted upload", "camera", q.camera, "clip", q.clip, "key", q.key)
+			return o, nil
+		}
+	}
+	f, err := os.Open(q.path)
+	if err != nil {
+		return objstore.Object{}, fmt.Errorf("evidence: upload %s/%s: local copy: %w", q.camera, q.clip, err)
+	}
+	defer f.Close()
+	resume := objstore.Resume{UploadID: q.uploadID}
+	if q.uploadID != "" {
+		if resume.Parts, err = s.parts(ctx, q.camera, q.clip, q.uploadID); err != nil {
+			return objstore.Object{}, err
+		}
+	}
+	opts := objstore.PutOptions{SHA256: q.sha256, ContentType: "application/octet-stream",
+		Mode: objstore.Governance, RetainUntil: q.retain, LegalHold: q.hold,
+		Meta: map[string]string{"camera": q.camera, "clip": q.clip, "site": q.site, "ledger-index": strconv.FormatInt(q.idx, 10),
+			"start": q.start.Format(time.RFC3339), "end": q.end.Format(time.RFC3339), "received": q.received.Format(time.RFC3339), "category": q.category}}
+	obj, err := s.store.Upload(ctx, q.key, f, q.size, opts, resume, &progress{s: s, ctx: ctx, camera: q.camera, clip: q.clip})
+	if err != nil {
+		return objstore.Object{}, fmt.Errorf("evidence: upload %s/%s: %w", q.camera, q.clip, err)
+	}
+	return obj, nil
 }
 
 func (s *Service) uploadFailed(ctx context.Context, q queued, err error) {

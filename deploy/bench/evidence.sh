@@ -22,7 +22,10 @@ mkdir -p "$OUT"
 
 # MinIO and the mc client, built at their pinned versions when missing.
 deploy/testenv/install.sh --bench > "$OUT/testenv"
-. "./$OUT/testenv"
+case $OUT in
+/*) . "$OUT/testenv" ;;
+*) . "./$OUT/testenv" ;;
+esac
 export VIGIL_MINIO VIGIL_MC
 
 tmp=${TMPDIR:-/tmp}

@@ -406,3 +406,83 @@ func TestDock(t *testing.T) {
 	assert.Len(t, rejected, 1, "a rejected sidecar is reported once")
 	_ = t0
 }
+
+// streamSink is a fakeSink that is also a Streamer: it records, in one
+// log with Accept, what it was told and how much of the spool file was
+// there when it was told.
+type streamSink struct {
+	fakeSink
+	log       []string
+	abandoned []string
+	ids       map[string]bool
+}
+
+func (s *streamSink) Arriving(id string, m Meta, path string, durable int64) {
+	fi, err := os.Stat(path)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ids == nil {
+		s.ids = map[string]bool{}
+	}
+	s.ids[id] = true
+	onDisk := int64(-1)
+	if err == nil {
+		onDisk = fi.Size()
+	}
+	s.log = append(s.log, fmt.Sprintf("arriving %s %d (file %d)", m.Clip, durable, onDisk))
+}
+
+func (s *streamSink) Abandoned(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.abandoned = append(s.abandoned, id)
+}
+
+func (s *streamSink) Accept(ctx context.Context, sp Spooled) error {
+	s.mu.Lock()
+	s.log = append(s.log, "accept "+sp.Clip)
+	known := s.ids[sp.Upload]
+	s.mu.Unlock()
+	if !known {
+		return fmt.Errorf("Accept for upload %q, which never arrived", sp.Upload)
+	}
+	return s.fakeSink.Accept(ctx, sp)
+}
+
+func TestTusTellsAStreamerWhatIsDurableBeforeAccept(t *testing.T) {
+	sink := &streamSink{}
+	sink.dir = t.TempDir()
+	tus, err := NewTus(TusConfig{Dir: t.TempDir(), BasePath: base, MaxSize: 1 << 20, Sink: sink,
+		Auth: func(r *http.Request) (string, bool) { return "cam-1", r.Header.Get("Authorization") == "Bearer tok-1" }})
+	require.NoError(t, err)
+	srv := httptest.NewServer(tus)
+	defer srv.Close()
+
+	data := bytes.Repeat([]byte("footage!"), 20000) // 160 kB
+	loc := create(t, srv, "tok-1", with("sha256", digest(data)), len(data)).Header.Get("Location")
+	for off := 0; off < len(data); off += 50000 {
+		end := min(off+50000, len(data))
+		require.Equal(t, http.StatusNoContent, patch(t, loc, "tok-1", off, data[off:end]).StatusCode)
+	}
+	assert.Equal(t, []string{
+		"arriving c1.mp4 50000 (file 50000)",
+		"arriving c1.mp4 100000 (file 100000)",
+		"arriving c1.mp4 150000 (file 150000)",
+		"arriving c1.mp4 160000 (file 160000)",
+		"accept c1.mp4",
+	}, sink.log, "each chunk is announced once written and synced, the whole clip before Accept")
+	require.Len(t, sink.got(), 1)
+	assert.Equal(t, filepath.Base(loc), sink.got()[0].Upload)
+
+	// An upload given up is reported as abandoned.
+	loc = create(t, srv, "tok-1", with("clip", "c2"), 10).Header.Get("Location")
+	require.Equal(t, http.StatusNoContent, patch(t, loc, "tok-1", 0, []byte("abc")).StatusCode)
+	assert.True(t, TusUploadExists(tus.cfg.Dir, filepath.Base(loc)))
+	tus.Recover(context.Background())
+	assert.Empty(t, sink.abandoned)
+	tus.cfg.Now = func() time.Time { return time.Now().Add(8 * 24 * time.Hour) }
+	tus.Recover(context.Background())
+	assert.Equal(t, []string{filepath.Base(loc)}, sink.abandoned)
+	assert.False(t, TusUploadExists(tus.cfg.Dir, filepath.Base(loc)))
+	assert.False(t, TusUploadExists(tus.cfg.Dir, "../"+filepath.Base(loc)), "not a path")
+}

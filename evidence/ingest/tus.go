@@ -32,6 +32,9 @@ type Spooled struct {
 	Digest   string // lowercase hex SHA-256 computed while the bytes streamed in
 	Ingest   string // "tus" or "dock"
 	Received time.Time
+	// Upload is the tus upload the clip arrived through ("" for a dock),
+	// as given to a Streamer's Arriving.
+	Upload string
 }
 
 // Sink receives clips: the evidence service.
@@ -45,6 +48,33 @@ type Sink interface {
 	// (ErrMismatch). On success or ErrMismatch the file at s.Path is no longer
 	// the caller's.
 	Accept(ctx context.Context, s Spooled) error
+}
+
+// Streamer may be implemented by a Sink that starts storing a clip while
+// it is still arriving. Its methods are called from the upload's requests,
+// so they must return at once (hand the work to a goroutine).
+type Streamer interface {
+	// Arriving says that the first durable bytes of tus upload id, a clip
+	// described by m, are in the spool file at path and fsynced: they will
+	// not change. It is called after every chunk, with durable growing to
+	// m.Size before the clip is handed to Accept (whose Spooled.Upload is
+	// id). After a restart it is called again as the camera resumes.
+	Arriving(id string, m Meta, path string, durable int64)
+	// Abandoned says that upload id was given up (unfinished for longer
+	// than the expiry) and its spool file removed: it will never reach
+	// Accept.
+	Abandoned(id string)
+}
+
+// TusUploadExists reports whether the tus spool dir still holds upload id
+// (finished or not): once Accept has taken a clip, or an upload expired,
+// it does not. A Streamer uses it to find what a crash left behind.
+func TusUploadExists(dir, id string) bool {
+	if !uploadIDRE(id) {
+		return false
+	}
+	_, err := os.Stat(filepath.Join(dir, id+".info"))
+	return err == nil
 }
 
 // Errors a Sink returns, each with the HTTP status a camera sees.
@@ -112,7 +142,8 @@ func NewTus(cfg TusConfig) (*Tus, error) {
 	}
 	fs := filestore.New(cfg.Dir)
 	fs.DirModePerm, fs.FileModePerm = 0o750, 0o640
-	t := &Tus{cfg: cfg, store: hashingStore{fs: fs, dir: cfg.Dir}, log: cfg.Logger.With("component", "tus"), finishing: map[string]bool{}}
+	stream, _ := cfg.Sink.(Streamer)
+	t := &Tus{cfg: cfg, store: hashingStore{fs: fs, dir: cfg.Dir, stream: stream}, log: cfg.Logger.With("component", "tus"), finishing: map[string]bool{}}
 	composer := handler.NewStoreComposer()
 	composer.UseCore(t.store)
 	composer.UseLocker(memorylocker.New())
@@ -260,7 +291,7 @@ func (t *Tus) finish(ctx context.Context, id string) error {
 	if err != nil {
 		return fmt.Errorf("ingest: digest of upload %s: %w", id, err)
 	}
-	s := Spooled{Meta: m, Path: t.store.binPath(id), Digest: digest, Ingest: "tus", Received: t.cfg.Now().UTC()}
+	s := Spooled{Meta: m, Path: t.store.binPath(id), Digest: digest, Ingest: "tus", Received: t.cfg.Now().UTC(), Upload: id}
 	err = t.cfg.Sink.Accept(ctx, s)
 	switch {
 	case err == nil, errors.Is(err, ErrMismatch):
@@ -316,6 +347,9 @@ func (t *Tus) Recover(ctx context.Context) {
 			t.log.Info("removing an abandoned upload", "upload", id, "camera", info.MetaData["camera"], "clip", info.MetaData["clip"], "received", info.Offset, "of", info.Size)
 			t.store.forget(id)
 			os.Remove(t.store.binPath(id))
+			if t.store.stream != nil {
+				t.store.stream.Abandoned(id)
+			}
 		}
 	}
 }
@@ -341,8 +375,9 @@ func (t *Tus) Run(ctx context.Context, every time.Duration) error {
 // is missing or behind (a crash between the data and the state), the file is
 // re-read once at the end instead.
 type hashingStore struct {
-	fs  filestore.FileStore
-	dir string
+	fs     filestore.FileStore
+	dir    string
+	stream Streamer // nil when the sink does not stream
 }
 
 type hashState struct {
@@ -468,8 +503,9 @@ func (u *hashingUpload) WriteChunk(ctx context.Context, offset int64, src io.Rea
 	h := u.s.loadState(u.id, offset)
 	tee := &countingTee{r: src, h: h}
 	n, werr := u.Upload.WriteChunk(ctx, offset, tee)
-	if err := syncFile(u.s.binPath(u.id)); err != nil && werr == nil {
-		werr = err
+	serr := syncFile(u.s.binPath(u.id))
+	if serr != nil && werr == nil {
+		werr = serr
 	}
 	if h != nil && tee.n == n {
 		if err := u.s.saveState(u.id, offset+n, h); err != nil {
@@ -478,7 +514,28 @@ func (u *hashingUpload) WriteChunk(ctx context.Context, offset int64, src io.Rea
 	} else {
 		os.Remove(u.s.statePath(u.id)) // re-read at the end instead
 	}
+	if serr == nil && n > 0 {
+		u.arriving(ctx, offset+n)
+	}
 	return n, werr
+}
+
+// arriving tells the streamer how much of the upload is durable now. The
+// metadata was checked when the upload was created; it is parsed again
+// here because a restart may have come in between.
+func (u *hashingUpload) arriving(ctx context.Context, durable int64) {
+	if u.s.stream == nil {
+		return
+	}
+	info, err := u.Upload.GetInfo(ctx)
+	if err != nil {
+		return
+	}
+	m, err := ParseUploadMetadata(info.MetaData, info.Size)
+	if err != nil {
+		return
+	}
+	u.s.stream.Arriving(u.id, m, u.s.binPath(u.id), durable)
 }
 
 func syncFile(path string) error {

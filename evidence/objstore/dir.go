@@ -154,12 +154,14 @@ func (d *Dir) open() (*os.Root, error) {
 // if the digest differs from opts.SHA256 nothing is stored (ErrMismatch).
 // The bytes go to a temp file that is fsynced and renamed into place. Resume
 // and Progress are not used: a local copy is restarted from the beginning.
-func (d *Dir) Upload(ctx context.Context, key string, r io.ReaderAt, size int64, opts PutOptions, _ Resume, _ Progress) (Object, error) {
+// A Progress that is a Gate holds the rename back until it is Ready.
+func (d *Dir) Upload(ctx context.Context, key string, r io.ReaderAt, size int64, opts PutOptions, _ Resume, p Progress) (Object, error) {
 	opts, err := checkUpload(key, size, opts)
 	if err != nil {
 		return Object{}, err
 	}
-	return d.put(ctx, "upload", key, r, size, opts)
+	g, _ := p.(Gate)
+	return d.put(ctx, "upload", key, r, size, opts, g)
 }
 
 // PutSmall stores data like Upload; the digest is computed when
@@ -172,11 +174,11 @@ func (d *Dir) PutSmall(ctx context.Context, key string, data []byte, opts PutOpt
 	if err != nil {
 		return fmt.Errorf("objstore: put %s: %w", key, err)
 	}
-	_, err = d.put(ctx, "put", key, bytes.NewReader(data), int64(len(data)), opts)
+	_, err = d.put(ctx, "put", key, bytes.NewReader(data), int64(len(data)), opts, nil)
 	return err
 }
 
-func (d *Dir) put(ctx context.Context, op, key string, r io.ReaderAt, size int64, opts PutOptions) (Object, error) {
+func (d *Dir) put(ctx context.Context, op, key string, r io.ReaderAt, size int64, opts PutOptions, gate Gate) (Object, error) {
 	if !opts.RetainUntil.IsZero() && !opts.RetainUntil.After(d.now()) {
 		return Object{}, fmt.Errorf("objstore: %s %s: the retain-until date %s is not in the future", op, key, opts.RetainUntil.Format(time.RFC3339))
 	}
@@ -196,6 +198,11 @@ func (d *Dir) put(ctx context.Context, op, key string, r io.ReaderAt, size int64
 		opts.SHA256 = sum
 	} else if opts.SHA256 != sum {
 		return Object{}, fmt.Errorf("objstore: %s %s: %w: the data's sha256 is %s, the caller declared %s", op, key, ErrMismatch, sum, opts.SHA256)
+	}
+	if gate != nil {
+		if err := gate.Ready(ctx); err != nil {
+			return Object{}, fmt.Errorf("objstore: %s %s: held back: %w", op, key, err)
+		}
 	}
 
 	d.mu.Lock()

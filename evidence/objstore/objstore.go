@@ -157,6 +157,27 @@ type Progress interface {
 	PartDone(p Part) error
 }
 
+// Gate may be implemented by the Progress given to Upload, for an upload
+// whose source is still arriving: parts may be sent as their bytes become
+// readable, but the object must not exist until something else has happened
+// (for evidence: the clip's ledger entry). Upload calls Ready after every
+// byte was read, hashed and sent, and makes the object visible
+// (CompleteMultipartUpload, or the directory store's rename) only if Ready
+// returns nil. An error from Ready fails the upload without aborting it, so
+// it can be resumed or aborted by the caller. With a Gate, S3 uploads even a
+// one-part object as a multipart upload: a single PUT cannot be held back.
+type Gate interface {
+	Ready(ctx context.Context) error
+}
+
+// PendingUpload is a multipart upload the store holds that was neither
+// completed nor aborted.
+type PendingUpload struct {
+	Key       string
+	UploadID  string
+	Initiated time.Time
+}
+
 const (
 	maxKeyLen     = 1024 // S3's limit, in bytes
 	maxSegmentLen = 255  // a file name on the directory store

@@ -193,15 +193,72 @@ func (s *S3) CheckBucket(ctx context.Context) error {
 // records it as given; Verify with deep set checks it against what was
 // stored. A part the server received with other bytes than were hashed is
 // also ErrMismatch: the source is changing under the upload.
+//
+// When p is also a Gate the upload is always multipart, and it is completed
+// only once the Gate is Ready (see Gate).
 func (s *S3) Upload(ctx context.Context, key string, r io.ReaderAt, size int64, opts PutOptions, resume Resume, p Progress) (Object, error) {
 	opts, err := checkUpload(key, size, opts)
 	if err != nil {
 		return Object{}, err
 	}
+	if _, gated := p.(Gate); gated {
+		if size == 0 {
+			return Object{}, fmt.Errorf("objstore: upload %s: an empty object cannot be held back by a gate", key)
+		}
+		return s.putMultipart(ctx, key, r, size, opts, resume, p)
+	}
 	if size <= s.partSize {
 		return s.putSingle(ctx, "upload", key, r, size, opts)
 	}
 	return s.putMultipart(ctx, key, r, size, opts, resume, p)
+}
+
+// PartSize is the size of every part of a multipart upload but the last.
+func (s *S3) PartSize() int64 { return s.partSize }
+
+// Uploads lists the multipart uploads in progress for key. MinIO lists
+// uploads of one object name only (it does not support prefix listing), so
+// the caller names each key it may have started uploads for; on AWS the
+// name is a prefix, and uploads of other keys that start with it are left
+// out here.
+func (s *S3) Uploads(ctx context.Context, key string) ([]PendingUpload, error) {
+	if err := validKey(key); err != nil {
+		return nil, fmt.Errorf("objstore: list uploads: %w", err)
+	}
+	obj := s.objectName(key)
+	var out []PendingUpload
+	keyMarker, idMarker := "", ""
+	for {
+		res, err := s.core.ListMultipartUploads(ctx, s.bucket, obj, keyMarker, idMarker, "", 1000)
+		if err != nil {
+			return nil, s.fail(ctx, "list uploads", key, err)
+		}
+		for _, u := range res.Uploads {
+			if u.Key == obj {
+				out = append(out, PendingUpload{Key: key, UploadID: u.UploadID, Initiated: u.Initiated.UTC()})
+			}
+		}
+		if !res.IsTruncated || (res.NextKeyMarker == keyMarker && res.NextUploadIDMarker == idMarker) {
+			return out, nil
+		}
+		keyMarker, idMarker = res.NextKeyMarker, res.NextUploadIDMarker
+	}
+}
+
+// Abort discards a multipart upload and the parts it holds. An upload the
+// server no longer knows (aborted, expired or completed) is not an error.
+func (s *S3) Abort(ctx context.Context, key, uploadID string) error {
+	if err := validKey(key); err != nil {
+		return fmt.Errorf("objstore: abort: %w", err)
+	}
+	if uploadID == "" {
+		return fmt.Errorf("objstore: abort %s: no upload id", key)
+	}
+	err := s.core.AbortMultipartUpload(ctx, s.bucket, s.objectName(key), uploadID)
+	if err != nil && s3code(err) != "NoSuchUpload" {
+		return s.fail(ctx, "abort", key, err)
+	}
+	return nil
 }
 
 // PutSmall stores data in a single PUT: checkpoints and audit seals. The
@@ -368,6 +425,12 @@ func (s *S3) putMultipart(ctx context.Context, key string, r io.ReaderAt, size i
 			// ledger describes; abort so the parts do not linger.
 			s.abort(ctx, obj, uploadID)
 			return Object{}, fmt.Errorf("objstore: upload %s: %w: the data's sha256 is %s, the caller declared %s", key, ErrMismatch, got, opts.SHA256)
+		}
+	}
+	if g, ok := p.(Gate); ok {
+		// Every part is on the server; the object waits for the caller.
+		if err := g.Ready(ctx); err != nil {
+			return Object{}, fmt.Errorf("objstore: upload %s: held back: %w", key, err)
 		}
 	}
 	info, err := s.core.CompleteMultipartUpload(ctx, s.bucket, obj, uploadID, completed, minio.PutObjectOptions{})

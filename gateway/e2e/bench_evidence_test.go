@@ -51,9 +51,13 @@ import (
 //   - vigil: the camera's tus upload (firmware-sim's TusClient, 8 MiB
 //     PATCHes, as a camera sends them) to a vigil binary built without -race,
 //     from the creation POST until /api/evidence/status shows the clip stored
-//     and verified (backlog 0), polled every 10 ms. Split into the tus ingest
-//     (until the final PATCH is answered: spool file fsynced, SHA-256, ledger
-//     entry) and spool → store (multipart upload, HEAD verify, custody rows).
+//     and verified (backlog 0), polled every 10 ms. Split at the answer to
+//     the final PATCH: "ingest" (spool file fsynced, SHA-256, ledger entry)
+//     and "spool → store" (what is left after it). A clip of more than one
+//     part is uploaded while it arrives (evidence/stream.go), so most of the
+//     multipart upload now falls in the first half, and the second is only
+//     the tail: the last parts, the completion after the ledger entry, the
+//     HEAD verify and the custody rows.
 //   - mc: mc cp of the same file into the same object-locked bucket, with
 //     GOVERNANCE retention for 31 days as Vigil sets it (--retention-mode,
 //     --retention-duration) and MC_UPLOAD_MULTIPART_SIZE=16MiB (mc cp has no
@@ -67,8 +71,14 @@ import (
 //     object: 4 parts in flight, CRC32C checksums instead of Content-MD5.
 //   - objstore: evidence/objstore's S3.Upload called directly from this
 //     process, with Vigil's options (retention, metadata, part size) but no
-//     ledger, database, progress records or verify. Vigil's spool → store
-//     half against it is the hashing-and-chaining overhead. Target ≤ 10 %.
+//     ledger, database, progress records or verify. Target for the
+//     hashing-and-chaining overhead: ≤ 10 %. Vigil's spool → store half
+//     against it measured that overhead while the upload followed the
+//     ingest; now that they overlap it is only the tail ("overhead_%" keeps
+//     the old definition for comparison), and Vigil's whole path, ingest
+//     included, against objstore ("vigil_over_objstore_%") is the bound
+//     that can still be read: it counts the tus ingest, which objstore
+//     does not do, as overhead.
 //   - plain: minio-go's Core multipart calls with the same part size,
 //     sequential, without any client-side digest (UNSIGNED-PAYLOAD, no
 //     Content-MD5): what objstore's own per-part hashing costs.
@@ -265,6 +275,7 @@ func benchEvidence(b *testing.B, size int64, runs int) {
 	ratioMC := rate("vigil") / rate("mc")
 	ratioMCDefault := rate("vigil") / rate("mc-default")
 	overhead := med("vigil spool→store").wall.Seconds()/med("objstore").wall.Seconds() - 1
+	whole := med("vigil").wall.Seconds()/med("objstore").wall.Seconds() - 1
 	shaRatio := rate("go sha256") / rate("sha256sum")
 	hwmMax := slices.Max(hwm)
 
@@ -280,6 +291,7 @@ func benchEvidence(b *testing.B, size int64, runs int) {
 	b.ReportMetric(rate("objstore"), "objstore_MiB/s")
 	b.ReportMetric(rate("plain"), "plain_MiB/s")
 	b.ReportMetric(100*overhead, "overhead_%")
+	b.ReportMetric(100*whole, "vigil_over_objstore_%")
 	b.ReportMetric(rate("go sha256"), "go_sha256_MiB/s")
 	b.ReportMetric(rate("sha256sum"), "sha256sum_MiB/s")
 	b.ReportMetric(shaRatio, "sha256_go/sha256sum")
@@ -287,9 +299,10 @@ func benchEvidence(b *testing.B, size int64, runs int) {
 	b.ReportMetric(mib(anonPeak), "rss_peak_anon_MiB")
 	b.ReportMetric(mib(filePeak), "rss_peak_file_MiB")
 
-	verdicts := fmt.Sprintf("vigil/mc %.2f (target ≥ 0.9: %v), vigil/mc-default %.2f; spool→store overhead over objstore %+.1f%% (target ≤ 10%%: %v); "+
+	verdicts := fmt.Sprintf("vigil/mc %.2f (target ≥ 0.9: %v), vigil/mc-default %.2f; spool→store (the tail after the last PATCH) over objstore %+.1f%%, "+
+		"vigil ingest→uploaded over objstore %+.1f%% (overhead target ≤ 10%%: %v); "+
 		"go sha256/sha256sum %.2f; vigil VmHWM max %.1f MiB (target ≤ 128 MiB: %v)",
-		ratioMC, ratioMC >= 0.9, ratioMCDefault, 100*overhead, overhead <= 0.10, shaRatio, mib(hwmMax), hwmMax <= 128<<10)
+		ratioMC, ratioMC >= 0.9, ratioMCDefault, 100*overhead, 100*whole, whole <= 0.10, shaRatio, mib(hwmMax), hwmMax <= 128<<10)
 	if n := len(e.anomalies); n > 0 {
 		verdicts += fmt.Sprintf("; %d Vigil upload(s) not confirmed and repeated (details below and in the VIGIL_BENCH_OUT report)", n)
 	}
@@ -339,6 +352,9 @@ func benchEvidence(b *testing.B, size int64, runs int) {
 		}))
 		fmt.Fprintf(&rb, "per run: time spool→store/objstore %s\n", perRun(func(i int) float64 {
 			return res["vigil spool→store"][i].wall.Seconds() / res["objstore"][i].wall.Seconds()
+		}))
+		fmt.Fprintf(&rb, "per run: time vigil/objstore %s\n", perRun(func(i int) float64 {
+			return res["vigil"][i].wall.Seconds() / res["objstore"][i].wall.Seconds()
 		}))
 		fmt.Fprintf(&rb, "per run: throughput go sha256/sha256sum %s\n", perRun(func(i int) float64 {
 			return res["sha256sum"][i].wall.Seconds() / res["go sha256"][i].wall.Seconds()
