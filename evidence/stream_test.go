@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -379,46 +378,12 @@ func TestStreamedClipRefusedOrAbandonedLeavesNoParts(t *testing.T) {
 	assert.Zero(t, w.count(t, "clips"))
 }
 
-// countingProxy forwards TCP to target and counts the bytes sent upstream.
-type countingProxy struct {
-	addr string
-	up   atomic.Int64
-}
-
-func startCountingProxy(t *testing.T, target string) *countingProxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	p := &countingProxy{addr: ln.Addr().String()}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				u, err := net.Dial("tcp", target)
-				if err != nil {
-					return
-				}
-				defer u.Close()
-				go func() { io.Copy(c, u); c.Close() }()
-				n, _ := io.Copy(u, c)
-				p.up.Add(n)
-			}()
-		}
-	}()
-	return p
-}
-
 func TestRestartMidStreamResumesWithoutResending(t *testing.T) {
 	ctx := context.Background()
-	var proxy *countingProxy
+	var proxy *s3test.CountingProxy
 	w := newStreamWorld(t, func(srv *s3test.Server) string {
-		proxy = startCountingProxy(t, srv.Endpoint)
-		return proxy.addr
+		proxy = s3test.StartCountingProxy(t, srv.Endpoint)
+		return proxy.Addr
 	}, nil)
 	c := newClip("r1", 4)
 	loc := w.create(t, c)
@@ -440,7 +405,7 @@ func TestRestartMidStreamResumesWithoutResending(t *testing.T) {
 	require.ErrorIs(t, err, refused)
 	require.Equal(t, 2, w.pendingUploads(t, c))
 
-	before := proxy.up.Load()
+	before := proxy.Up()
 	w.start(t)
 	assert.Equal(t, 1, w.pendingUploads(t, c), "the unrecorded upload is gone, the recorded one kept")
 	assert.Equal(t, recorded, w.earlyUploadID(c))
@@ -451,7 +416,7 @@ func TestRestartMidStreamResumesWithoutResending(t *testing.T) {
 	require.Equal(t, http.StatusNoContent, code, body)
 	w.waitStored(t, 1)
 
-	resent := proxy.up.Load() - before
+	resent := proxy.Up() - before
 	assert.Less(t, resent, int64(streamClip-2*streamPart)+256<<10,
 		"only the last part (and requests) went to the store after the restart: %d bytes", resent)
 	sum, _ := w.storedSum(t, c)

@@ -11,13 +11,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -317,48 +315,14 @@ func TestEvidenceStoreOutageQueuesOnDisk(t *testing.T) {
 	require.NoError(t, err, "%s", out)
 }
 
-// countingProxy forwards TCP to target and counts the bytes sent upstream.
-type countingProxy struct {
-	addr string
-	up   atomic.Int64
-}
-
-func startCountingProxy(t *testing.T, target string) *countingProxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	p := &countingProxy{addr: ln.Addr().String()}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				u, err := net.Dial("tcp", target)
-				if err != nil {
-					return
-				}
-				defer u.Close()
-				go func() { io.Copy(c, u); c.Close() }()
-				n, _ := io.Copy(u, c)
-				p.up.Add(n)
-			}()
-		}
-	}()
-	return p
-}
-
 func TestEvidenceKill9DuringMultipartResumesWithoutResending(t *testing.T) {
 	if testing.Short() {
 		t.Skip("needs MinIO")
 	}
-	var proxy *countingProxy
+	var proxy *s3test.CountingProxy
 	w := newEvidenceWorld(t, func(m *s3test.Server) string {
-		proxy = startCountingProxy(t, m.Endpoint)
-		return "http://" + proxy.addr + "/" + bucket
+		proxy = s3test.StartCountingProxy(t, m.Endpoint)
+		return "http://" + proxy.Addr + "/" + bucket
 	}, "--config", writeConfig(t, "evidence:\n  part_size_mib: 5\n  upload_rate_kbps: 4000\n"))
 	const size = 24 << 20 // five parts of 5 MiB
 	cam := w.camera(t, "cam-1", func(c *firmwaresim.CameraConfig) { c.ClipSize = size; c.ChunkSize = 8 << 20 })
@@ -379,11 +343,11 @@ func TestEvidenceKill9DuringMultipartResumesWithoutResending(t *testing.T) {
 	w.vigil.kill9(t)
 	done := parts()
 	require.Less(t, done, 5, "killed mid-upload")
-	before := proxy.up.Load()
+	before := proxy.Up()
 
 	w.start(t) // no rate limit now; same store through the same proxy
 	w.waitUploaded(t, 1, 90*time.Second)
-	resent := proxy.up.Load() - before
+	resent := proxy.Up() - before
 	assert.Less(t, resent, int64(size-done*(5<<20))+(2<<20),
 		"after the restart only the missing parts (and requests) went up: %d bytes for %d of 5 parts remaining", resent, 5-done)
 
