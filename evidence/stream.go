@@ -13,6 +13,7 @@ import (
 
 	"github.com/vigil-gw/vigil/evidence/ingest"
 	"github.com/vigil-gw/vigil/evidence/objstore"
+	"github.com/vigil-gw/vigil/evidence/sqlitedb"
 )
 
 // Streaming: a clip larger than one part is uploaded while it arrives.
@@ -536,17 +537,8 @@ func (s *Service) sweepGone(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	var ids []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			rows.Close()
-			return err
-		}
-		ids = append(ids, id)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
+	ids, err := sqlitedb.Strings(rows)
+	if err != nil {
 		return err
 	}
 	tusDir := filepath.Join(s.dir, uploadsDir)
@@ -574,17 +566,8 @@ func (s *Service) sweepKeys(ctx context.Context, ss streamStore) error {
 	if err != nil {
 		return err
 	}
-	var keys []string
-	for rows.Next() {
-		var k string
-		if err := rows.Scan(&k); err != nil {
-			rows.Close()
-			return err
-		}
-		keys = append(keys, k)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
+	keys, err := sqlitedb.Strings(rows)
+	if err != nil {
 		return err
 	}
 	for _, key := range keys {
