@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"time"
 
 	"github.com/mochi-mqtt/server/v2/listeners"
 )
@@ -90,8 +91,15 @@ func (l *listener) Address() string {
 // Protocol is "tcp".
 func (l *listener) Protocol() string { return "tcp" }
 
-// Close stops accepting, has the server disconnect its clients, closes
-// what is left, and waits for every connection to be handed back.
+// Close stops accepting, closes every connection it accepted, waits (a
+// bounded time) for the server to hand each back, and only then has the
+// server disconnect what it still lists. The order matters twice over:
+// mochi adds to its clients' WaitGroup inside each connection's goroutine,
+// which raced CloseAll's Wait when a connection was accepted just before
+// Close (mochi-mqtt/server#541); and mochi's closeListenerClients takes its
+// clients read lock twice, which deadlocks when a connecting client's
+// Clients.Add is waiting for the write lock in between. With no connection
+// left in flight, neither can happen.
 func (l *listener) Close(closeClients listeners.CloseFn) {
 	l.mu.Lock()
 	if l.closed {
@@ -103,11 +111,23 @@ func (l *listener) Close(closeClients listeners.CloseFn) {
 	if l.ln != nil {
 		_ = l.ln.Close()
 	}
-	closeClients(l.id)
 	l.mu.Lock()
 	for c := range l.conns {
 		_ = c.Close()
 	}
 	l.mu.Unlock()
-	l.active.Wait()
+	back := make(chan struct{})
+	go func() { l.active.Wait(); close(back) }()
+	select {
+	case <-back:
+		closeClients(l.id)
+	case <-time.After(closeWait):
+		// Not calling closeClients: with a connection still in flight it
+		// could deadlock (above), and every connection is closed already.
+		l.log.Warn("broker: connections still being set up at close; not waiting for them", "after", closeWait)
+	}
 }
+
+// closeWait bounds how long Close waits for the server to hand back the
+// connections it accepted.
+const closeWait = 2 * time.Second

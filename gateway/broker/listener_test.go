@@ -1,8 +1,10 @@
 package broker
 
 import (
+	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -10,11 +12,20 @@ import (
 )
 
 // Close while clients are connecting: every round must close promptly, and
-// under -race nothing may be reported (mochi's own listener raced its
-// clients' WaitGroup Add against Close's Wait, mochi-mqtt/server#541).
+// under -race nothing may be reported. With mochi's own listener this
+// reported a race (its clients' WaitGroup Add against Close's Wait,
+// mochi-mqtt/server#541) and, rarely, hung: closeListenerClients takes the
+// clients read lock twice, and a connecting client's Clients.Add waiting
+// for the write lock in between deadlocks both.
 func TestCloseWhileClientsConnect(t *testing.T) {
-	// A CONNECT packet: MQTT 3.1.1, clean session, keepalive 30, client id "c".
-	connect := []byte{0x10, 13, 0, 4, 'M', 'Q', 'T', 'T', 4, 2, 0, 30, 0, 1, 'c'}
+	// A CONNECT packet: MQTT 3.1.1, clean session, keepalive 30, client id
+	// "c" and a number, each connection its own client as devices are.
+	var ids atomic.Int64
+	connect := func() []byte {
+		id := fmt.Sprintf("c%d", ids.Add(1))
+		p := []byte{0x10, byte(12 + len(id)), 0, 4, 'M', 'Q', 'T', 'T', 4, 2, 0, 30, 0, byte(len(id))}
+		return append(p, id...)
+	}
 	for range 30 {
 		b, err := Start(Config{Addr: "127.0.0.1:0"})
 		require.NoError(t, err)
@@ -33,7 +44,7 @@ func TestCloseWhileClientsConnect(t *testing.T) {
 					if err != nil {
 						continue // closed: keep trying until told to stop
 					}
-					_, _ = c.Write(connect)
+					_, _ = c.Write(connect())
 					_ = c.Close()
 				}
 			})
