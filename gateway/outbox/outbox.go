@@ -573,22 +573,20 @@ func (d *Dispatcher) settle(ctx context.Context, x *expedited) (Entry, bool) {
 	return e, true
 }
 
-// locate finds e's pending entry: by id, or for a preview (id 0) by its
+// locate finds the pending entry a preview (id 0) stands for, by its
 // alert, route and key.
 func locate(tx *bolt.Tx, e Entry) (Entry, bool, error) {
 	b, err := routeBucket(tx, e.Route, bucketPending)
 	if err != nil || b == nil {
 		return e, false, err
 	}
-	ids := []uint64{e.ID}
-	if e.ID == 0 {
-		ids = nil
-		prefix := append(append(append([]byte(e.Msg.AlertID), 0), e.Route...), 0)
-		c := tx.Bucket(bucketByAlert).Cursor()
-		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
-			if len(k) == len(prefix)+8 {
-				ids = append(ids, binary.BigEndian.Uint64(k[len(prefix):]))
-			}
+	k := alertIndexKey(e.Msg.AlertID, e.Route, 0)
+	prefix := k[:len(k)-8]
+	var ids []uint64
+	c := tx.Bucket(bucketByAlert).Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		if len(k) == len(prefix)+8 {
+			ids = append(ids, binary.BigEndian.Uint64(k[len(prefix):]))
 		}
 	}
 	for _, id := range ids {
