@@ -344,12 +344,11 @@ func (j *Journal) append(tx *bolt.Tx, rec Record) (Outcome, error) {
 // appendEphemeral applies a record kept only as its device's latest: the same
 // or an older seq is a redelivery.
 func (j *Journal) appendEphemeral(tx *bolt.Tx, rec Record) (Outcome, error) {
-	b := tx.Bucket(bucketLatest)
-	if v := b.Get([]byte(rec.Event.Device)); len(v) >= 8 && rec.Event.Seq <= binary.BigEndian.Uint64(v) {
+	if seq, _, ok := latestEphemeral(tx, rec.Event.Device); ok && rec.Event.Seq <= seq {
 		return Duplicate, nil
 	}
 	v := append(binary.BigEndian.AppendUint64(nil, rec.Event.Seq), rec.Event.ID...)
-	if err := b.Put([]byte(rec.Event.Device), v); err != nil {
+	if err := tx.Bucket(bucketLatest).Put([]byte(rec.Event.Device), v); err != nil {
 		return 0, fmt.Errorf("journal: latest %s: %w", rec.Key(), err)
 	}
 	if err := j.opts.Apply(tx, rec, rec.Key()); err != nil {
@@ -385,12 +384,20 @@ func lastAccepted(tx *bolt.Tx, device string) (seq uint64, id string, ok bool, e
 		}
 		seq, id, ok = s, prev.Event.ID, true
 	}
-	if v := tx.Bucket(bucketLatest).Get([]byte(device)); len(v) >= 8 {
-		if s := binary.BigEndian.Uint64(v); !ok || s > seq {
-			seq, id, ok = s, string(v[8:]), true
-		}
+	if s, sid, found := latestEphemeral(tx, device); found && (!ok || s > seq) {
+		seq, id, ok = s, sid, true
 	}
 	return seq, id, ok, nil
+}
+
+// latestEphemeral returns the seq and event id of device's latest
+// ephemeral record, ok false when it has none.
+func latestEphemeral(tx *bolt.Tx, device string) (seq uint64, id string, ok bool) {
+	v := tx.Bucket(bucketLatest).Get([]byte(device))
+	if len(v) < 8 {
+		return 0, "", false
+	}
+	return binary.BigEndian.Uint64(v), string(v[8:]), true
 }
 
 // lastSeq returns the highest seq journaled for device.
@@ -438,8 +445,8 @@ func (j *Journal) Fresh(rec Record) (bool, error) {
 			}
 		}
 		if j.opts.Ephemeral != nil && j.opts.Ephemeral(rec) {
-			v := tx.Bucket(bucketLatest).Get([]byte(rec.Event.Device))
-			fresh = len(v) < 8 || rec.Event.Seq > binary.BigEndian.Uint64(v)
+			seq, _, ok := latestEphemeral(tx, rec.Event.Device)
+			fresh = !ok || rec.Event.Seq > seq
 			return nil
 		}
 		fresh = tx.Bucket(bucketEvents).Get(eventKey(rec.Event.Device, rec.Event.Seq)) == nil
