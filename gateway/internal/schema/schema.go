@@ -13,6 +13,8 @@ import (
 	"strconv"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/vigil-gw/vigil/evidence/sqlitedb"
 )
 
 var (
@@ -41,17 +43,9 @@ func State() []Migration {
 	}
 }
 
-// TooNewError refuses a database written by a newer Vigil, whose layout
-// this build does not know: opening it could misread or damage it.
-type TooNewError struct {
-	Store        string
-	Found, Known int
-}
-
-func (e *TooNewError) Error() string {
-	return fmt.Sprintf("%s: state written by a newer vigil (schema %d, this build knows %d); upgrade vigil or restore a backup",
-		e.Store, e.Found, e.Known)
-}
+// TooNewError refuses a database written by a newer Vigil: the same error,
+// and the same message, as for the SQLite stores.
+type TooNewError = sqlitedb.TooNewError
 
 // Version returns the recorded schema version, 0 if none is.
 func Version(tx *bolt.Tx) (int, error) {
