@@ -22,6 +22,7 @@ import (
 	"github.com/vigil-gw/vigil/evidence/sqlitedb"
 	"github.com/vigil-gw/vigil/gateway/alert"
 	"github.com/vigil-gw/vigil/gateway/internal/schema"
+	"github.com/vigil-gw/vigil/gateway/internal/syncbuf"
 	"github.com/vigil-gw/vigil/governance/access"
 	"github.com/vigil-gw/vigil/governance/audit"
 )
@@ -102,7 +103,7 @@ func TestMigrateStateV0(t *testing.T) {
 	arc := startTestARC(t) // the receiver that had gone is back, at a new address
 	cfg := fixtureConfig(state)
 	cfg.ARC = []ARCConfig{{URL: arc.url()}}
-	logs := &syncBuf{}
+	logs := &syncbuf.Buffer{}
 	a, err := New(cfg, slog.New(slog.NewTextHandler(logs, nil)))
 	require.NoError(t, err)
 	stop := runApp(t, a)

@@ -20,6 +20,7 @@ import (
 	"github.com/vigil-gw/vigil/devices/registry"
 	"github.com/vigil-gw/vigil/gateway/alert"
 	"github.com/vigil-gw/vigil/gateway/forward/dc09"
+	"github.com/vigil-gw/vigil/gateway/internal/syncbuf"
 )
 
 // testARC is a real DC-09 receiver on a loopback port that can be told to
@@ -62,24 +63,6 @@ func (r *testARC) zones() map[string]bool {
 		}
 	}
 	return out
-}
-
-// syncBuf is a log sink tests read while the gateway writes.
-type syncBuf struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
@@ -128,7 +111,7 @@ func TestReloadMovesAlarmsToNewReceiver(t *testing.T) {
 	write(conf(arcA.url(), ""))
 	cfg, err := LoadConfig(path)
 	require.NoError(t, err)
-	logs := &syncBuf{}
+	logs := &syncbuf.Buffer{}
 	a, err := New(cfg, slog.New(slog.NewTextHandler(logs, nil)))
 	require.NoError(t, err)
 	a.ReloadFrom(func() (Config, error) { return LoadConfig(path) })

@@ -24,6 +24,7 @@ import (
 	"github.com/vigil-gw/vigil/gateway/app"
 	"github.com/vigil-gw/vigil/gateway/forward/dc09"
 	"github.com/vigil-gw/vigil/gateway/forward/webhook"
+	"github.com/vigil-gw/vigil/gateway/internal/syncbuf"
 )
 
 var vigilBin string // built once in TestMain
@@ -246,27 +247,10 @@ func (h *hooks) snapshot() (map[string]int, int) {
 type proc struct {
 	cmd    *exec.Cmd
 	http   string
-	logs   *lockedBuf
+	logs   *syncbuf.Buffer
 	token  string       // an admin API token for this gateway's state
 	scheme string       // "http", or "https" when the API has a certificate
 	client *http.Client // trusts the API's certificate
-}
-
-type lockedBuf struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // startVigil runs `vigil run` with args and waits until it is ready.
@@ -286,7 +270,7 @@ func startVigilBin(t testing.TB, bin, state string, args ...string) *proc {
 func launchVigil(t testing.TB, bin, state, scheme string, client *http.Client, args ...string) *proc {
 	t.Helper()
 	httpAddr := freeAddr(t)
-	p := &proc{http: httpAddr, logs: &lockedBuf{}, token: adminToken(t, bin, state), scheme: scheme, client: client}
+	p := &proc{http: httpAddr, logs: &syncbuf.Buffer{}, token: adminToken(t, bin, state), scheme: scheme, client: client}
 	p.cmd = exec.Command(bin, append([]string{"run", "--state", state, "--http", httpAddr, "--gateway-id", "vigil-e2e", "--log-level", "warn"}, args...)...)
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
 	require.NoError(t, p.cmd.Start())
