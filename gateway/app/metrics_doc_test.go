@@ -10,6 +10,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/vigil-gw/vigil/gateway/internal/testnet"
 )
 
 // metricsDoc is where every vigil_* metric is documented.
@@ -105,7 +107,7 @@ func scrapedTypes(body string) map[string]string {
 func TestMetricsDocumented(t *testing.T) {
 	doc := readMetricsDoc(t)
 	cfg := DefaultConfig()
-	cfg.ARC = []ARCConfig{{URL: "tcp://" + refusedAddr(t) + "?account=1234&link_test=off"}}
+	cfg.ARC = []ARCConfig{{URL: "tcp://" + testnet.ClosedAddr(t) + "?account=1234&link_test=off"}}
 	a := startMetricsApp(t, cfg)
 	// Count once on every labelled vector so that the scrape shows its type
 	// too; Describe below covers any vector added later without this.

@@ -24,6 +24,7 @@ import (
 	"github.com/vigil-gw/vigil/devices/registry"
 	"github.com/vigil-gw/vigil/evidence"
 	"github.com/vigil-gw/vigil/gateway/forward/dc09"
+	"github.com/vigil-gw/vigil/gateway/internal/testnet"
 )
 
 // startMetricsApp runs a gateway with cfg (state, HTTP and broker on
@@ -63,17 +64,6 @@ func metricSample(body, series string) (float64, bool) {
 	return 0, false
 }
 
-// refusedAddr is a loopback address nothing listens on: connections to it are
-// refused, as to an ARC receiver that is down.
-func refusedAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := ln.Addr().String()
-	require.NoError(t, ln.Close())
-	return addr
-}
-
 // publishDuress presses a registered duress button (a verified alarm goes to
 // the ARC; an unverified one never does): the device publishes a duress
 // event to the gateway's embedded broker, QoS 1, as a real button does.
@@ -107,7 +97,7 @@ func publishDuress(t *testing.T, a *App, device string, seq uint64) {
 // VigilARCUnreachable fires on). When a real DC-09 receiver comes up on the
 // address the queue drains, the age returns to 0 and the link to 1.
 func TestUndeliveredAlertAgeGrows(t *testing.T) {
-	addr := refusedAddr(t)
+	addr := testnet.ClosedAddr(t)
 	cfg := DefaultConfig()
 	cfg.ARC = []ARCConfig{{URL: "tcp://" + addr + "?account=1234&link_test=200ms&dial_timeout=1s"}}
 	cfg.Outbox.BackoffBase, cfg.Outbox.BackoffMax = 50*time.Millisecond, 300*time.Millisecond
@@ -192,7 +182,7 @@ func TestRefusedDeliveryCounted(t *testing.T) {
 // from the start, so the first refusal is a rise increase() can see.
 func TestAttemptCountersStartAtZero(t *testing.T) {
 	cfg := DefaultConfig()
-	cfg.ARC = []ARCConfig{{URL: "tcp://" + refusedAddr(t) + "?account=1234&link_test=off"}}
+	cfg.ARC = []ARCConfig{{URL: "tcp://" + testnet.ClosedAddr(t) + "?account=1234&link_test=off"}}
 	a := startMetricsApp(t, cfg)
 	body := scrapeMetrics(t, a)
 	for _, route := range []string{"arc0", "wearer", "evidence"} {

@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/vigil-gw/vigil/gateway/app"
+	"github.com/vigil-gw/vigil/gateway/internal/testnet"
 	"github.com/vigil-gw/vigil/gateway/sysclock"
 )
 
@@ -46,7 +47,7 @@ func TestRun(t *testing.T) {
 	require.NoError(t, os.WriteFile(secret, []byte("k"), 0o600))
 
 	cfg := testConfig(t)
-	cfg.ARC = []app.ARCConfig{{URL: "tcp://" + arc.Addr().String() + "?account=1234"}, {URL: "tcp://" + closedAddr(t) + "?account=1234"}}
+	cfg.ARC = []app.ARCConfig{{URL: "tcp://" + arc.Addr().String() + "?account=1234"}, {URL: "tcp://" + testnet.ClosedAddr(t) + "?account=1234"}}
 	cfg.Webhooks = []app.HookConfig{{URL: hook.URL, SecretFile: secret}}
 	cfg.Evidence.HighWater = 1 // whatever this machine's disk holds
 

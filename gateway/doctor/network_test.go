@@ -24,6 +24,7 @@ import (
 	"github.com/vigil-gw/vigil/evidence/objstore/s3test"
 	"github.com/vigil-gw/vigil/gateway/app"
 	"github.com/vigil-gw/vigil/gateway/forward/dc09"
+	"github.com/vigil-gw/vigil/gateway/internal/testnet"
 )
 
 const dialTimeout = 2 * time.Second
@@ -44,16 +45,6 @@ func listen(t *testing.T) net.Listener {
 		}
 	}()
 	return ln
-}
-
-// closedAddr is a loopback address nothing listens on.
-func closedAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := ln.Addr().String()
-	require.NoError(t, ln.Close())
-	return addr
 }
 
 // tlsServer is an HTTPS server with its own CA (that nothing trusts) and
@@ -81,7 +72,7 @@ func TestCheckARC(t *testing.T) {
 	tlsAddr := tlsSrv.Listener.Addr().String()
 	plain := httptest.NewServer(http.NotFoundHandler())
 	t.Cleanup(plain.Close)
-	down := closedAddr(t)
+	down := testnet.ClosedAddr(t)
 	tests := []struct {
 		name    string
 		url     string
@@ -143,7 +134,7 @@ func TestCheckWebhook(t *testing.T) {
 	}))
 	t.Cleanup(srv.Close)
 	tlsSrv := tlsServer(t)
-	down := closedAddr(t)
+	down := testnet.ClosedAddr(t)
 	tests := []struct {
 		name    string
 		url     string
@@ -221,7 +212,7 @@ func TestCheckExternalBroker(t *testing.T) {
 		summary string
 	}{
 		{"tcp broker up", app.MQTTConfig{URL: "tcp://" + ln.Addr().String()}, OK, "accepts connections"},
-		{"tcp broker down", app.MQTTConfig{URL: "tcp://" + closedAddr(t)}, Warn, "connection refused"},
+		{"tcp broker down", app.MQTTConfig{URL: "tcp://" + testnet.ClosedAddr(t)}, Warn, "connection refused"},
 		{"TLS broker with its CA", app.MQTTConfig{URL: "ssl://" + tlsAddr, CAFile: ca}, OK, "accepts connections over TLS"},
 		{"TLS broker without its CA", app.MQTTConfig{URL: "ssl://" + tlsAddr}, Warn, "TLS: the certificate is signed by an unknown authority"},
 		{"CA file missing", app.MQTTConfig{URL: "ssl://" + tlsAddr, CAFile: filepath.Join(t.TempDir(), "none")}, Fail, "mqtt.ca_file"},
@@ -280,7 +271,7 @@ func TestCheckS3Store(t *testing.T) {
 		{"locked bucket", srv.URL("locked"), OK, "bucket locked at " + srv.Endpoint + " exists with object locking", ""},
 		{"bucket without locking", srv.URL("unlocked"), Fail, "bucket unlocked has no object locking", "vigil evidence init-bucket"},
 		{"no such bucket", srv.URL("missing"), Fail, "bucket missing does not exist", "vigil evidence init-bucket"},
-		{"store down", "http://" + closedAddr(t) + "/locked", Warn, "cannot reach the object store", "footage stays queued on the state disk"},
+		{"store down", "http://" + testnet.ClosedAddr(t) + "/locked", Warn, "cannot reach the object store", "footage stays queued on the state disk"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -22,6 +22,7 @@ import (
 	"github.com/vigil-gw/vigil/devices"
 	"github.com/vigil-gw/vigil/devices/pki"
 	firmwaresim "github.com/vigil-gw/vigil/firmware-sim"
+	"github.com/vigil-gw/vigil/gateway/internal/testnet"
 )
 
 // e2eGatewayID is the --gateway-id startVigil gives every gateway: the CN of
@@ -75,7 +76,7 @@ func deviceTLS(t *testing.T, dir string, roots *x509.CertPool, id string) *tls.C
 // URL.
 func startSiteMosquitto(t testing.TB, pkiDir string, extraACL ...string) string {
 	t.Helper()
-	addr := freeAddr(t)
+	addr := testnet.ClosedAddr(t)
 	_, port, _ := net.SplitHostPort(addr)
 	dir := t.TempDir()
 
@@ -138,7 +139,7 @@ func startAuthWorld(t *testing.T, brokerKind string) *authWorld {
 		w.broker = startSiteMosquitto(t, w.pki)
 		cfg = "mqtt:\n  url: " + w.broker + "\n" + mqttTLS
 	case "embedded":
-		addr := freeAddr(t)
+		addr := testnet.ClosedAddr(t)
 		w.broker = "ssl://" + addr
 		srvCert, srvKey := pki.Paths(w.pki, pki.Server, "broker")
 		cfg = fmt.Sprintf("broker:\n  listen: %s\n  tls_cert_file: %s\n  tls_key_file: %s\n  client_ca_file: %s\nmqtt:\n%s",

@@ -30,6 +30,7 @@ import (
 	"github.com/vigil-gw/vigil/evidence/objstore"
 	"github.com/vigil-gw/vigil/evidence/objstore/s3test"
 	firmwaresim "github.com/vigil-gw/vigil/firmware-sim"
+	"github.com/vigil-gw/vigil/gateway/internal/testnet"
 )
 
 // BenchmarkEvidenceUpload measures the evidence path (issue 4) against a real
@@ -200,7 +201,7 @@ func benchEvidence(b *testing.B, size int64, runs int) {
 	require.NoError(b, os.WriteFile(conf, []byte(fmt.Sprintf("evidence:\n  part_size_mib: %d\n", evPartSize>>20)), 0o600))
 	// Info level (the last --log-level wins): a line per clip accepted and
 	// uploaded, so an anomaly can be told apart in the log.
-	e.vigil = startVigilBin(b, bin, state, "--broker-listen", freeAddr(b), "--s3", e.minio.URL(evBucket), "--config", conf, "--log-level", "info")
+	e.vigil = startVigilBin(b, bin, state, "--broker-listen", testnet.ClosedAddr(b), "--s3", e.minio.URL(evBucket), "--config", conf, "--log-level", "info")
 	e.tus, err = firmwaresim.NewTusClient(firmwaresim.TusConfig{Endpoint: "http://" + e.vigil.http, Token: strings.TrimSpace(string(tok))})
 	require.NoError(b, err)
 

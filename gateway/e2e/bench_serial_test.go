@@ -25,6 +25,7 @@ import (
 	firmwaresim "github.com/vigil-gw/vigil/firmware-sim"
 	"github.com/vigil-gw/vigil/gateway/app"
 	"github.com/vigil-gw/vigil/gateway/forward/dc09"
+	"github.com/vigil-gw/vigil/gateway/internal/testnet"
 )
 
 // The serial benchmarks drive the gateway's serial transport through a real
@@ -139,7 +140,7 @@ func startSerialWorld(b *testing.B, bin string, ids []string, paced bool, onFram
 	cfg := filepath.Join(b.TempDir(), "vigil.yaml")
 	require.NoError(b, os.WriteFile(cfg, []byte(fmt.Sprintf("serial:\n  - path: %s\n    site: %s\n    baud: %d\narc:\n  - url: %q\n",
 		link, site, serialBaud, arcURL)), 0o600))
-	w.vigil = startVigilBin(b, bin, state, "--config", cfg, "--broker-listen", freeAddr(b))
+	w.vigil = startVigilBin(b, bin, state, "--config", cfg, "--broker-listen", testnet.ClosedAddr(b))
 	pollUntil(b, 10*time.Second, "the serial port to open", func() bool {
 		return metric(b, w.vigil.http, `vigil_serial_port_up{port="`+link+`"}`) == 1
 	})

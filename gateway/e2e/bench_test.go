@@ -32,6 +32,7 @@ import (
 	firmwaresim "github.com/vigil-gw/vigil/firmware-sim"
 	"github.com/vigil-gw/vigil/gateway/app"
 	"github.com/vigil-gw/vigil/gateway/forward/dc09"
+	"github.com/vigil-gw/vigil/gateway/internal/testnet"
 )
 
 // The end-to-end benchmarks measure Vigil against Mosquitto itself, on the
@@ -932,7 +933,7 @@ func mib(kib int64) float64 { return float64(kib) / 1024 }
 // the setting out so that a change to the harness cannot change its meaning.
 func startBenchMosquitto(b *testing.B, nodelay bool) string {
 	b.Helper()
-	addr := freeAddr(b)
+	addr := testnet.ClosedAddr(b)
 	_, port, _ := net.SplitHostPort(addr)
 	conf := filepath.Join(b.TempDir(), "mosquitto.conf")
 	require.NoError(b, os.WriteFile(conf, []byte(fmt.Sprintf(`listener %s 127.0.0.1

@@ -22,6 +22,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	firmwaresim "github.com/vigil-gw/vigil/firmware-sim"
+	"github.com/vigil-gw/vigil/gateway/internal/testnet"
 )
 
 // chromiumPath finds the browser deploy/testenv/install.sh installs: the
@@ -111,7 +112,7 @@ func TestConsoleLiveBoard(t *testing.T) {
 	const password = "night shift passphrase 7"
 	addUser(t, state, "olive", "operator", password)
 	rcv := startARC(t, nil)
-	broker := freeAddr(t)
+	broker := testnet.ClosedAddr(t)
 	v := startVigil(t, state, "--broker-listen", broker, "--arc", rcv.url())
 	base := "http://" + v.http
 
@@ -322,7 +323,7 @@ func TestConsoleIncidentPages(t *testing.T) {
 	require.NoError(t, err)
 	token := strings.TrimSpace(string(out))
 	rcv := startARC(t, nil)
-	broker := freeAddr(t)
+	broker := testnet.ClosedAddr(t)
 	cfg := writeConfig(t, "incidents:\n  check_every: 200ms\n  plan:\n    immediate: [0s, 1s]\n")
 	v := startVigil(t, state, "--config", cfg, "--broker-listen", broker, "--arc", rcv.url())
 	base := "http://" + v.http

@@ -18,6 +18,7 @@ import (
 
 	firmwaresim "github.com/vigil-gw/vigil/firmware-sim"
 	"github.com/vigil-gw/vigil/gateway/forward/dc09"
+	"github.com/vigil-gw/vigil/gateway/internal/testnet"
 )
 
 const site = "leeds"
@@ -53,7 +54,7 @@ func TestDuressEndToEnd(t *testing.T) {
 			args := []string{"--arc", rcv.url(), "--webhook", hk.srv.URL, "--webhook-secret-file", secretFile(t)}
 			var broker string
 			if brokerKind == "embedded" {
-				addr := freeAddr(t)
+				addr := testnet.ClosedAddr(t)
 				args = append(args, "--broker-listen", addr)
 				broker = "tcp://" + addr
 			} else {
@@ -165,7 +166,7 @@ alerts:
   escalate_after: 500ms
   ack_timeout: 300ms
 `, silent.url(), backup.url())), 0o600))
-	broker := freeAddr(t)
+	broker := testnet.ClosedAddr(t)
 	v := startVigil(t, state, "--config", cfg, "--broker-listen", broker)
 	b := button(t, "tcp://"+broker, "btn-0001")
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
@@ -191,7 +192,7 @@ func TestEncryptedDC09(t *testing.T) {
 	state := t.TempDir()
 	addDevice(t, state, site, "btn-0001", "Nurse A")
 	rcv := startARCWithKey(t, nil, key)
-	broker := freeAddr(t)
+	broker := testnet.ClosedAddr(t)
 	startVigil(t, state, "--broker-listen", broker, "--arc", rcv.url()+"&key="+hex.EncodeToString(key))
 	b := button(t, "tcp://"+broker, "btn-0001")
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)

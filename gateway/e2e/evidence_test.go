@@ -28,6 +28,7 @@ import (
 
 	"github.com/vigil-gw/vigil/evidence/objstore/s3test"
 	firmwaresim "github.com/vigil-gw/vigil/firmware-sim"
+	"github.com/vigil-gw/vigil/gateway/internal/testnet"
 )
 
 const bucket = "vigil-evidence"
@@ -47,7 +48,7 @@ type evidenceWorld struct {
 // registers cameras (and buttons paired with them), and starts Vigil.
 func newEvidenceWorld(t *testing.T, s3URL func(*s3test.Server) string, extra ...string) *evidenceWorld {
 	t.Helper()
-	w := &evidenceWorld{minio: s3test.Start(t), state: t.TempDir(), broker: freeAddr(t), tokens: map[string]string{}}
+	w := &evidenceWorld{minio: s3test.Start(t), state: t.TempDir(), broker: testnet.ClosedAddr(t), tokens: map[string]string{}}
 	w.aws = w.minio.AWSClient()
 	w.s3URL = w.minio.URL(bucket)
 	if s3URL != nil {
@@ -436,7 +437,7 @@ func TestEvidenceUploadOverHTTPS(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end to end")
 	}
-	w := &evidenceWorld{state: t.TempDir(), broker: freeAddr(t), tokens: map[string]string{}}
+	w := &evidenceWorld{state: t.TempDir(), broker: testnet.ClosedAddr(t), tokens: map[string]string{}}
 	dir := t.TempDir()
 	_, certFile, keyFile, pool := testPKI(t, dir)
 	tokFile := filepath.Join(dir, "token")

@@ -25,6 +25,7 @@ import (
 	"github.com/vigil-gw/vigil/gateway/forward/dc09"
 	"github.com/vigil-gw/vigil/gateway/forward/webhook"
 	"github.com/vigil-gw/vigil/gateway/internal/syncbuf"
+	"github.com/vigil-gw/vigil/gateway/internal/testnet"
 )
 
 var vigilBin string // built once in TestMain
@@ -44,15 +45,6 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
-}
-
-// freeAddr returns a loopback address with a port that was free a moment ago.
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // waitFor polls cond until it holds or the deadline passes.
@@ -83,7 +75,7 @@ func mosquittoPath(t testing.TB) string {
 // the listener's section (TLS settings, for example).
 func startMosquitto(t testing.TB, listenerConf ...string) string {
 	t.Helper()
-	addr := freeAddr(t)
+	addr := testnet.ClosedAddr(t)
 	_, port, _ := net.SplitHostPort(addr)
 	dir := t.TempDir()
 	conf := filepath.Join(dir, "mosquitto.conf")
@@ -269,7 +261,7 @@ func startVigilBin(t testing.TB, bin, state string, args ...string) *proc {
 // launchVigil starts the binary and waits for /readyz over scheme with client.
 func launchVigil(t testing.TB, bin, state, scheme string, client *http.Client, args ...string) *proc {
 	t.Helper()
-	httpAddr := freeAddr(t)
+	httpAddr := testnet.ClosedAddr(t)
 	p := &proc{http: httpAddr, logs: &syncbuf.Buffer{}, token: adminToken(t, bin, state), scheme: scheme, client: client}
 	p.cmd = exec.Command(bin, append([]string{"run", "--state", state, "--http", httpAddr, "--gateway-id", "vigil-e2e", "--log-level", "warn"}, args...)...)
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs

@@ -13,6 +13,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/vigil-gw/vigil/gateway/internal/testnet"
 )
 
 // TestIndependentDC09Receiver points `vigil run --arc` at a DC-09 receiver
@@ -30,7 +32,7 @@ func TestIndependentDC09Receiver(t *testing.T) {
 	}
 	script, err := filepath.Abs("testdata/sia-receiver.js")
 	require.NoError(t, err)
-	addr := freeAddr(t)
+	addr := testnet.ClosedAddr(t)
 	_, port, _ := net.SplitHostPort(addr)
 	cmd := exec.Command(node, script)
 	cmd.Dir = siaDir
@@ -65,7 +67,7 @@ func TestIndependentDC09Receiver(t *testing.T) {
 
 	state := t.TempDir()
 	addDevice(t, state, site, "btn-0001", "Nurse A")
-	broker := freeAddr(t)
+	broker := testnet.ClosedAddr(t)
 	// It NAKs NULL link tests (it wants data), so link tests are off here.
 	arcURL := "tcp://" + addr + "?account=" + arcAccount + "&receiver=1&prefix=1&format=adm-cid&link_test=off"
 	v := startVigil(t, state, "--broker-listen", broker, "--arc", arcURL)

@@ -13,6 +13,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/vigil-gw/vigil/gateway/internal/testnet"
 )
 
 // TestQEMUArm64Duress runs the gateway as it ships for a Raspberry Pi class
@@ -45,7 +47,7 @@ func TestQEMUArm64Duress(t *testing.T) {
 	rcv := startARCWithKey(t, nil, key)
 	cfg := filepath.Join(t.TempDir(), "vigil.yaml")
 	require.NoError(t, os.WriteFile(cfg, []byte(fmt.Sprintf("arc:\n  - url: %q\n", rcv.url()+"&key="+hex.EncodeToString(key))), 0o600))
-	broker := freeAddr(t)
+	broker := testnet.ClosedAddr(t)
 	booted := time.Now()
 	v := startVigilBin(t, vigil, state, "--config", cfg, "--broker-listen", broker)
 	t.Logf("arm64 gateway ready under qemu in %s", time.Since(booted).Round(time.Millisecond))

@@ -16,6 +16,7 @@ import (
 	"github.com/vigil-gw/vigil/devices/registry"
 	firmwaresim "github.com/vigil-gw/vigil/firmware-sim"
 	"github.com/vigil-gw/vigil/gateway/app"
+	"github.com/vigil-gw/vigil/gateway/internal/testnet"
 )
 
 // TestSerialPendantEndToEnd: pendants behind a radio receiver on a serial
@@ -36,7 +37,7 @@ func TestSerialPendantEndToEnd(t *testing.T) {
 	rcv := startARC(t, nil)
 	cfg := filepath.Join(t.TempDir(), "vigil.yaml")
 	require.NoError(t, os.WriteFile(cfg, []byte(fmt.Sprintf("serial:\n  - path: %s\n    site: %s\narc:\n  - url: %q\n", link, site, rcv.url())), 0o600))
-	v := startVigil(t, state, "--config", cfg, "--broker-listen", freeAddr(t))
+	v := startVigil(t, state, "--config", cfg, "--broker-listen", testnet.ClosedAddr(t))
 	waitFor(t, 10*time.Second, "the port to open", func() bool { return metric(t, v.http, `vigil_serial_port_up{port="`+link+`"}`) == 1 })
 
 	relayKeys := map[string][]byte{"pend-9": []byte("an unregistered pendant's own key")}

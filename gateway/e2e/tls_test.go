@@ -25,6 +25,7 @@ import (
 
 	firmwaresim "github.com/vigil-gw/vigil/firmware-sim"
 	"github.com/vigil-gw/vigil/gateway/internal/syncbuf"
+	"github.com/vigil-gw/vigil/gateway/internal/testnet"
 )
 
 // testPKI writes a CA and a server certificate for 127.0.0.1 into dir.
@@ -99,7 +100,7 @@ func TestUntrustedBrokerIsRefused(t *testing.T) {
 	cfg := filepath.Join(dir, "vigil.yaml")
 	require.NoError(t, os.WriteFile(cfg, []byte(fmt.Sprintf("mqtt:\n  url: %s\n  ca_file: %s\n",
 		strings.Replace(plain, "tcp://", "ssl://", 1), otherCA)), 0o600))
-	httpAddr := freeAddr(t)
+	httpAddr := testnet.ClosedAddr(t)
 	logs := &syncbuf.Buffer{}
 	cmd := exec.Command(vigilBin, "run", "--state", t.TempDir(), "--config", cfg, "--http", httpAddr, "--log-level", "warn")
 	cmd.Stdout, cmd.Stderr = logs, logs
