@@ -163,12 +163,7 @@ func TestConsoleLiveBoard(t *testing.T) {
 
 	// Acknowledge with a note.
 	require.NoError(t, chromedp.Run(ctx,
-		chromedp.Click(sel+` button[data-act="ack"]`, chromedp.ByQuery),
-		chromedp.WaitVisible("#act-note", chromedp.ByID),
-		chromedp.SendKeys("#act-note", "calling Nurse Jones back", chromedp.ByID),
-		chromedp.Click("#act-submit", chromedp.ByID),
-		chromedp.WaitNotVisible("#act", chromedp.ByID),
-		chromedp.WaitNotVisible(sel+` button[data-act="ack"]`, chromedp.ByQuery),
+		acknowledge(sel, "calling Nurse Jones back"),
 		chromedp.Text(sel, &text, chromedp.ByQuery),
 	))
 	assert.Contains(t, text, "acknowledged by olive")
@@ -370,12 +365,7 @@ func TestConsoleIncidentPages(t *testing.T) {
 
 	sel := `#board li[data-id="` + id + `"]`
 	require.NoError(t, chromedp.Run(ctx,
-		chromedp.Click(sel+` button[data-act="ack"]`, chromedp.ByQuery),
-		chromedp.WaitVisible("#act-note", chromedp.ByID),
-		chromedp.SendKeys("#act-note", "calling Nurse Jones back", chromedp.ByID),
-		chromedp.Click("#act-submit", chromedp.ByID),
-		chromedp.WaitNotVisible("#act", chromedp.ByID),
-		chromedp.WaitNotVisible(sel+` button[data-act="ack"]`, chromedp.ByQuery),
+		acknowledge(sel, "calling Nurse Jones back"),
 		chromedp.Click(sel+` button[data-act="resolve"]`, chromedp.ByQuery),
 		chromedp.WaitVisible("#act-outcome", chromedp.ByID),
 		chromedp.SetValue("#act-outcome", "genuine_injury", chromedp.ByID),
@@ -627,4 +617,17 @@ func TestConsoleIncidentPages(t *testing.T) {
 	assert.Equal(t, "tab-incidents tab-reports tab-report", tabs)
 	assert.Equal(t, "No clips are linked to this alarm.", clipsIG, "asked, and none were found")
 	assert.False(t, live, "no event stream for a role that may not read alerts")
+}
+
+// acknowledge clicks Acknowledge on the board's card sel, writes note in
+// the dialog, submits it, and waits until the dialog and the button are gone.
+func acknowledge(sel, note string) chromedp.Tasks {
+	return chromedp.Tasks{
+		chromedp.Click(sel+` button[data-act="ack"]`, chromedp.ByQuery),
+		chromedp.WaitVisible("#act-note", chromedp.ByID),
+		chromedp.SendKeys("#act-note", note, chromedp.ByID),
+		chromedp.Click("#act-submit", chromedp.ByID),
+		chromedp.WaitNotVisible("#act", chromedp.ByID),
+		chromedp.WaitNotVisible(sel+` button[data-act="ack"]`, chromedp.ByQuery),
+	}
 }
