@@ -253,8 +253,7 @@ func (s *Service) streamOnce(ctx context.Context, st *stream) (objstore.Object, 
 	opts := objstore.PutOptions{SHA256: m.SHA256, ContentType: "application/octet-stream",
 		Mode: objstore.Governance, RetainUntil: retain, LegalHold: p.hold,
 		// No ledger-index or received: see "Binding object and ledger entry" above.
-		Meta: map[string]string{"camera": m.Camera, "clip": m.Clip, "site": cam.Site,
-			"start": m.Start.Format(time.RFC3339), "end": m.End.Format(time.RFC3339), "category": p.category}}
+		Meta: clipMeta(m.Camera, m.Clip, cam.Site, m.Start, m.End, p.category)}
 	prog := &streamProgress{progress: progress{s: s, ctx: ctx, camera: m.Camera, clip: m.Clip, uploadID: uploadID}, st: st, tusID: st.id}
 	s.log.Debug("uploading a clip while it arrives", "camera", m.Camera, "clip", m.Clip, "bytes", m.Size, "resumed_parts", len(resume.Parts))
 	return s.store.Upload(ctx, key, &arrivingFile{ctx: ctx, st: st, f: f}, m.Size, opts, resume, prog)

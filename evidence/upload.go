@@ -211,13 +211,21 @@ func (s *Service) storeFromSpool(ctx context.Context, q queued) (objstore.Object
 	}
 	opts := objstore.PutOptions{SHA256: q.sha256, ContentType: "application/octet-stream",
 		Mode: objstore.Governance, RetainUntil: q.retain, LegalHold: q.hold,
-		Meta: map[string]string{"camera": q.camera, "clip": q.clip, "site": q.site, "ledger-index": strconv.FormatInt(q.idx, 10),
-			"start": q.start.Format(time.RFC3339), "end": q.end.Format(time.RFC3339), "received": q.received.Format(time.RFC3339), "category": q.category}}
+		Meta: clipMeta(q.camera, q.clip, q.site, q.start, q.end, q.category)}
+	opts.Meta["ledger-index"], opts.Meta["received"] = strconv.FormatInt(q.idx, 10), q.received.Format(time.RFC3339)
 	obj, err := s.store.Upload(ctx, q.key, f, q.size, opts, resume, &progress{s: s, ctx: ctx, camera: q.camera, clip: q.clip})
 	if err != nil {
 		return objstore.Object{}, fmt.Errorf("evidence: upload %s/%s: %w", q.camera, q.clip, err)
 	}
 	return obj, nil
+}
+
+// clipMeta is the user metadata every stored clip carries. A clip uploaded
+// after its ledger entry also carries "ledger-index" and "received" (see
+// "Binding object and ledger entry" in stream.go).
+func clipMeta(camera, clip, site string, start, end time.Time, category string) map[string]string {
+	return map[string]string{"camera": camera, "clip": clip, "site": site,
+		"start": start.Format(time.RFC3339), "end": end.Format(time.RFC3339), "category": category}
 }
 
 func (s *Service) uploadFailed(ctx context.Context, q queued, err error) {
