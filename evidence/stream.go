@@ -119,6 +119,7 @@ type stream struct {
 
 	mu         sync.Mutex
 	durable    int64
+	parts      []string      // SHA-256 of each part as it arrived (ingest.Streamer)
 	grew       chan struct{} // closed, and replaced, when durable grows
 	running    bool
 	done       chan struct{} // closed when the running attempt ends
@@ -131,9 +132,19 @@ type stream struct {
 	isAccepted bool
 }
 
+// PartSize is the part size of a store that takes clips while they arrive,
+// else 0 (ingest.Streamer): the ingest hashes each part as it arrives, and
+// the upload sends the part with that digest instead of hashing it again.
+func (s *Service) PartSize() int64 {
+	if ss, ok := s.store.(streamStore); ok {
+		return ss.PartSize()
+	}
+	return 0
+}
+
 // Arriving starts, or feeds, the upload of a clip still arriving
 // (ingest.Streamer). It returns at once.
-func (s *Service) Arriving(id string, m ingest.Meta, path string, durable int64) {
+func (s *Service) Arriving(id string, m ingest.Meta, path string, durable int64, parts []string) {
 	ss, ok := s.store.(streamStore)
 	if !ok || m.Size <= ss.PartSize() {
 		return // one part: uploaded whole once it is complete
@@ -159,6 +170,9 @@ func (s *Service) Arriving(id string, m ingest.Meta, path string, durable int64)
 		st.durable = durable
 		close(st.grew)
 		st.grew = make(chan struct{})
+	}
+	if len(parts) > len(st.parts) {
+		st.parts = parts
 	}
 	if st.running || st.dead || st.obj != nil || st.isAccepted || s.runningStreams >= maxStreams {
 		return
@@ -256,7 +270,7 @@ func (s *Service) streamOnce(ctx context.Context, st *stream) (objstore.Object, 
 		Meta: clipMeta(m.Camera, m.Clip, cam.Site, m.Start, m.End, p.category)}
 	prog := &streamProgress{progress: progress{s: s, ctx: ctx, camera: m.Camera, clip: m.Clip, uploadID: uploadID}, st: st, tusID: st.id}
 	s.log.Debug("uploading a clip while it arrives", "camera", m.Camera, "clip", m.Clip, "bytes", m.Size, "resumed_parts", len(resume.Parts))
-	return s.store.Upload(ctx, key, &arrivingFile{ctx: ctx, st: st, f: f}, m.Size, opts, resume, prog)
+	return s.store.Upload(ctx, key, &arrivingFile{ctx: ctx, st: st, f: f, ps: s.PartSize()}, m.Size, opts, resume, prog)
 }
 
 // claimStream makes (or finds, after a restart) the clip's early_uploads
@@ -334,15 +348,48 @@ func (p *streamProgress) Ready(ctx context.Context) error {
 }
 
 // arrivingFile reads the spool file, waiting for bytes that have not been
-// made durable yet.
+// made durable yet, and gives the digests of its parts as they arrived.
 type arrivingFile struct {
 	ctx context.Context
 	st  *stream
 	f   *os.File
+	ps  int64 // the part size the ingest hashed in
 }
 
 func (a *arrivingFile) ReadAt(p []byte, off int64) (int, error) {
 	want := min(off+int64(len(p)), a.st.m.Size)
+	if err := a.wait(want); err != nil {
+		return 0, err
+	}
+	if off >= want {
+		return 0, io.EOF
+	}
+	n, err := a.f.ReadAt(p[:want-off], off)
+	if err == nil && n < len(p) {
+		err = io.EOF // the end of the clip
+	}
+	return n, err
+}
+
+// PartSHA256 is the digest the ingest computed of part n as its bytes
+// arrived (objstore.PartDigests), once they are durable. It is unknown
+// when the ingest could not compute it, or computed parts of another size.
+func (a *arrivingFile) PartSHA256(n int, off, length int64) (string, bool, error) {
+	if err := a.wait(off + length); err != nil {
+		return "", false, err
+	}
+	ps := a.ps
+	a.st.mu.Lock()
+	parts := a.st.parts
+	a.st.mu.Unlock()
+	if ps <= 0 || n < 1 || n > len(parts) || off != int64(n-1)*ps || (length != ps && off+length != a.st.m.Size) {
+		return "", false, nil
+	}
+	return parts[n-1], true, nil
+}
+
+// wait returns once the first want bytes are durable.
+func (a *arrivingFile) wait(want int64) error {
 	var t *time.Timer
 	defer func() {
 		if t != nil {
@@ -362,19 +409,12 @@ func (a *arrivingFile) ReadAt(p []byte, off int64) (int, error) {
 		select {
 		case <-grew:
 		case <-a.ctx.Done():
-			return 0, a.ctx.Err()
+			return a.ctx.Err()
 		case <-t.C:
-			return 0, errStreamIdle
+			return errStreamIdle
 		}
 	}
-	if off >= want {
-		return 0, io.EOF
-	}
-	n, err := a.f.ReadAt(p[:want-off], off)
-	if err == nil && n < len(p) {
-		err = io.EOF // the end of the clip
-	}
-	return n, err
+	return nil
 }
 
 // markAccepted lets the clip's stream complete its object: Accept has

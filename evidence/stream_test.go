@@ -12,6 +12,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -482,9 +483,60 @@ func TestDirectoryStoreDoesNotStream(t *testing.T) {
 	r.svc.streamCtx = context.Background() // as Run would
 	r.svc.smu.Unlock()
 	r.svc.Arriving("0123abcd", ingest.Meta{Camera: "cam-1", Clip: "big", SHA256: strings.Repeat("0", 64), Size: 1 << 30, Start: base, End: base},
-		filepath.Join(t.TempDir(), "x"), 64<<20)
+		filepath.Join(t.TempDir(), "x"), 64<<20, nil)
 	r.svc.smu.Lock()
 	defer r.svc.smu.Unlock()
 	assert.Empty(t, r.svc.streams)
 	assert.Zero(t, r.svc.runningStreams)
+}
+
+// rotHook flips one byte of the spool file once it is durable, before the
+// service hears of it: the disk gives back other bytes than arrived.
+type rotHook struct {
+	*Service
+	once sync.Once
+}
+
+func (r *rotHook) Arriving(id string, m ingest.Meta, path string, durable int64, parts []string) {
+	r.once.Do(func() {
+		f, err := os.OpenFile(path, os.O_RDWR, 0)
+		if err == nil {
+			b := make([]byte, 1)
+			f.ReadAt(b, 1000)
+			b[0] ^= 0x20
+			f.WriteAt(b, 1000)
+			f.Close()
+		}
+	})
+	r.Service.Arriving(id, m, path, durable, parts)
+}
+
+// TestStreamedPartsAreHeldToTheDigestsOfWhatArrived: a streaming clip's
+// parts are sent with the SHA-256 the ingest computed of the camera's
+// bytes, not of what the spool gives back, so a part that changed on the
+// disk is refused by the store and never becomes part of the object.
+func TestStreamedPartsAreHeldToTheDigestsOfWhatArrived(t *testing.T) {
+	c := newClip("rot", 3)
+	w := newStreamWorld(t, nil, func(svc *Service) ingest.Sink { return &rotHook{Service: svc} })
+	loc := w.create(t, c)
+	code, body := w.patch(t, loc, c, 0, streamPart)
+	require.Equal(t, http.StatusNoContent, code, body)
+
+	tusID := filepath.Base(loc)
+	waitUntil(t, 20*time.Second, "the upload attempt of the rotted part to end", func() bool {
+		w.svc.smu.Lock()
+		st := w.svc.streams[tusID]
+		w.svc.smu.Unlock()
+		if st == nil {
+			return false
+		}
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		return !st.running && !st.endedAt.IsZero()
+	})
+	id := w.earlyUploadID(c)
+	require.NotEmpty(t, id, "the multipart upload was started")
+	assert.Zero(t, w.serverParts(t, c, id), "the part the disk changed was refused")
+	assert.Zero(t, w.count(t, "upload_parts"))
+	assert.False(t, w.objectVisible(t, c))
 }

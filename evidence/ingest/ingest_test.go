@@ -283,6 +283,88 @@ func TestTusResumeAfterRestartContinuesTheHash(t *testing.T) {
 	assert.Equal(t, digest(data), sink.got()[0].Digest)
 }
 
+// TestTusHashesPartsForAStreamer: a Streamer with a part size is given the
+// SHA-256 of each part as its bytes arrive, across chunk boundaries and a
+// restart, the clip's short last part once complete; after a lost hash
+// state it is given none from there on.
+func TestTusHashesPartsForAStreamer(t *testing.T) {
+	const ps = 30000
+	data := make([]byte, 160000) // five parts of 30000 and one of 10000
+	for i := range data {
+		data[i] = byte(i * 7 / 3)
+	}
+	want := func(n int) []string {
+		var out []string
+		for i := 0; i < n; i++ {
+			out = append(out, digest(data[i*ps:min((i+1)*ps, len(data))]))
+		}
+		return out
+	}
+	start := func(t *testing.T, sink *streamSink, dir string) (*Tus, *httptest.Server) {
+		tus, err := NewTus(TusConfig{Dir: dir, BasePath: base, MaxSize: 1 << 20, Sink: sink,
+			Auth: func(r *http.Request) (string, bool) { return "cam-1", r.Header.Get("Authorization") == "Bearer tok-1" }})
+		require.NoError(t, err)
+		srv := httptest.NewServer(tus)
+		t.Cleanup(srv.Close)
+		return tus, srv
+	}
+
+	t.Run("across chunks and a restart", func(t *testing.T) {
+		sink := &streamSink{partSize: ps}
+		sink.dir = t.TempDir()
+		dir := t.TempDir()
+		_, srv := start(t, sink, dir)
+		loc := create(t, srv, "tok-1", with("sha256", digest(data)), len(data)).Header.Get("Location")
+		require.Equal(t, http.StatusNoContent, patch(t, loc, "tok-1", 0, data[:50000]).StatusCode)
+		require.Equal(t, http.StatusNoContent, patch(t, loc, "tok-1", 50000, data[50000:100000]).StatusCode)
+
+		// The gateway restarts; the camera resumes.
+		_, srv2 := start(t, sink, dir)
+		loc2 := srv2.URL + strings.TrimPrefix(loc, srv.URL)
+		require.Equal(t, http.StatusNoContent, patch(t, loc2, "tok-1", 100000, data[100000:150000]).StatusCode)
+		require.Equal(t, http.StatusNoContent, patch(t, loc2, "tok-1", 150000, data[150000:]).StatusCode)
+
+		require.Len(t, sink.parts, 4)
+		assert.Equal(t, want(1), sink.parts[0], "50000 bytes: part 1")
+		assert.Equal(t, want(3), sink.parts[1], "100000 bytes: parts 1-3")
+		assert.Equal(t, want(5), sink.parts[2], "150000 bytes, after the restart: parts 1-5")
+		assert.Equal(t, want(6), sink.parts[3], "complete: the short last part too")
+		require.Len(t, sink.got(), 1)
+		assert.Equal(t, digest(data), sink.got()[0].Digest)
+	})
+
+	t.Run("a lost hash state gives no more parts", func(t *testing.T) {
+		sink := &streamSink{partSize: ps}
+		sink.dir = t.TempDir()
+		tus, srv := start(t, sink, t.TempDir())
+		loc := create(t, srv, "tok-1", with("sha256", digest(data)), len(data)).Header.Get("Location")
+		require.Equal(t, http.StatusNoContent, patch(t, loc, "tok-1", 0, data[:70000]).StatusCode)
+		require.NoError(t, os.Remove(tus.store.statePath(filepath.Base(loc))))
+		require.Equal(t, http.StatusNoContent, patch(t, loc, "tok-1", 70000, data[70000:]).StatusCode)
+		require.Len(t, sink.parts, 2)
+		assert.Equal(t, want(2), sink.parts[0])
+		assert.Empty(t, sink.parts[1], "the sink hashes the parts itself")
+		require.Len(t, sink.got(), 1)
+		assert.Equal(t, digest(data), sink.got()[0].Digest, "the whole clip is re-read instead")
+	})
+
+	t.Run("a changed part size gives no more parts", func(t *testing.T) {
+		sink := &streamSink{partSize: ps}
+		sink.dir = t.TempDir()
+		dir := t.TempDir()
+		_, srv := start(t, sink, dir)
+		loc := create(t, srv, "tok-1", with("sha256", digest(data)), len(data)).Header.Get("Location")
+		require.Equal(t, http.StatusNoContent, patch(t, loc, "tok-1", 0, data[:70000]).StatusCode)
+		sink.partSize = 40000
+		_, srv2 := start(t, sink, dir)
+		loc2 := srv2.URL + strings.TrimPrefix(loc, srv.URL)
+		require.Equal(t, http.StatusNoContent, patch(t, loc2, "tok-1", 70000, data[70000:]).StatusCode)
+		require.Len(t, sink.parts, 2)
+		assert.Empty(t, sink.parts[1])
+		assert.Equal(t, digest(data), sink.got()[0].Digest, "the whole-clip hash carries on")
+	})
+}
+
 func TestTusLostHashStateFallsBackToRereading(t *testing.T) {
 	sink := &fakeSink{}
 	tus, srv := newTus(t, sink)
@@ -415,9 +497,13 @@ type streamSink struct {
 	log       []string
 	abandoned []string
 	ids       map[string]bool
+	partSize  int64
+	parts     [][]string // what each Arriving was given
 }
 
-func (s *streamSink) Arriving(id string, m Meta, path string, durable int64) {
+func (s *streamSink) PartSize() int64 { return s.partSize }
+
+func (s *streamSink) Arriving(id string, m Meta, path string, durable int64, parts []string) {
 	fi, err := os.Stat(path)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -430,6 +516,7 @@ func (s *streamSink) Arriving(id string, m Meta, path string, durable int64) {
 		onDisk = fi.Size()
 	}
 	s.log = append(s.log, fmt.Sprintf("arriving %s %d (file %d)", m.Clip, durable, onDisk))
+	s.parts = append(s.parts, parts)
 }
 
 func (s *streamSink) Abandoned(id string) {

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -54,12 +55,22 @@ type Sink interface {
 // it is still arriving. Its methods are called from the upload's requests,
 // so they must return at once (hand the work to a goroutine).
 type Streamer interface {
+	// PartSize is the size of the parts the sink stores a clip in (0: it
+	// has no parts). The ingest hashes each part as its bytes arrive, so
+	// that the sink can store them without reading them back to hash.
+	PartSize() int64
 	// Arriving says that the first durable bytes of tus upload id, a clip
 	// described by m, are in the spool file at path and fsynced: they will
 	// not change. It is called after every chunk, with durable growing to
 	// m.Size before the clip is handed to Accept (whose Spooled.Upload is
 	// id). After a restart it is called again as the camera resumes.
-	Arriving(id string, m Meta, path string, durable int64)
+	//
+	// parts holds the SHA-256 (hex) of the clip's parts of PartSize bytes,
+	// from the first, as the bytes arrived: every part wholly durable,
+	// the clip's shorter last part too once it is complete. It may hold
+	// fewer, down to none, when they could not be computed (a crash lost
+	// the hash state; the part size changed). The slice is the sink's.
+	Arriving(id string, m Meta, path string, durable int64, parts []string)
 	// Abandoned says that upload id was given up (unfinished for longer
 	// than the expiry) and its spool file removed: it will never reach
 	// Accept.
@@ -142,8 +153,11 @@ func NewTus(cfg TusConfig) (*Tus, error) {
 	}
 	fs := filestore.New(cfg.Dir)
 	fs.DirModePerm, fs.FileModePerm = 0o750, 0o640
-	stream, _ := cfg.Sink.(Streamer)
-	t := &Tus{cfg: cfg, store: hashingStore{fs: fs, dir: cfg.Dir, stream: stream}, log: cfg.Logger.With("component", "tus"), finishing: map[string]bool{}}
+	hs := hashingStore{fs: fs, dir: cfg.Dir}
+	if stream, ok := cfg.Sink.(Streamer); ok {
+		hs.stream, hs.partSize = stream, max(stream.PartSize(), 0)
+	}
+	t := &Tus{cfg: cfg, store: hs, log: cfg.Logger.With("component", "tus"), finishing: map[string]bool{}}
 	composer := handler.NewStoreComposer()
 	composer.UseCore(t.store)
 	composer.UseLocker(memorylocker.New())
@@ -370,19 +384,81 @@ func (t *Tus) Run(ctx context.Context, every time.Duration) error {
 }
 
 // hashingStore is tusd's file store with a SHA-256 computed as chunks are
-// written. The hash state is saved after every chunk next to the upload
-// (<id>.sha256), so a resumed upload continues the same hash; if the state
+// written: of the whole clip, and, for a Streamer with a part size, of each
+// part. The hash state is saved after every chunk next to the upload
+// (<id>.sha256), so a resumed upload continues the same hashes; if the state
 // is missing or behind (a crash between the data and the state), the file is
-// re-read once at the end instead.
+// re-read once at the end instead, and the parts from there on are not
+// hashed here (the sink hashes them itself).
 type hashingStore struct {
-	fs     filestore.FileStore
-	dir    string
-	stream Streamer // nil when the sink does not stream
+	fs       filestore.FileStore
+	dir      string
+	stream   Streamer // nil when the sink does not stream
+	partSize int64    // the stream's, or 0
 }
 
 type hashState struct {
 	Offset int64  `json:"offset"`
 	State  []byte `json:"state"`
+	// The parts: their size, the digests of those complete, and the state
+	// of the one in progress. Absent when parts are not hashed.
+	PartSize int64    `json:"part_size,omitempty"`
+	Parts    []string `json:"parts,omitempty"`
+	Part     []byte   `json:"part,omitempty"`
+}
+
+// hashes is an upload's hashes at some offset: the whole clip's and, when
+// parts is not nil, its parts'.
+type hashes struct {
+	whole hash.Hash
+	parts *partHasher
+}
+
+func (h *hashes) Write(p []byte) (int, error) {
+	h.whole.Write(p)
+	if h.parts != nil {
+		h.parts.Write(p)
+	}
+	return len(p), nil
+}
+
+// partHasher hashes a stream in parts of size bytes.
+type partHasher struct {
+	size int64
+	at   int64 // bytes written since the start of the clip
+	cur  hash.Hash
+	sums []string
+}
+
+func (p *partHasher) Write(b []byte) (int, error) {
+	n := len(b)
+	for len(b) > 0 {
+		k := min(int64(len(b)), p.size-p.at%p.size)
+		p.cur.Write(b[:k])
+		p.at += k
+		b = b[k:]
+		if p.at%p.size == 0 {
+			p.sums = append(p.sums, hex.EncodeToString(p.cur.Sum(nil)))
+			p.cur.Reset()
+		}
+	}
+	return n, nil
+}
+
+// end closes the clip's last, shorter part once all size bytes are in.
+func (p *partHasher) end(size int64) {
+	if p.at == size && int64(len(p.sums)) < (size+p.size-1)/p.size {
+		p.sums = append(p.sums, hex.EncodeToString(p.cur.Sum(nil)))
+		p.cur.Reset()
+	}
+}
+
+// complete is the digests of the parts hashed so far, as the sink's copy.
+func (p *partHasher) complete() []string {
+	if p == nil {
+		return nil
+	}
+	return slices.Clone(p.sums)
 }
 
 func (s hashingStore) binPath(id string) string   { return filepath.Join(s.dir, id) }
@@ -411,7 +487,7 @@ func (s hashingStore) NewUpload(ctx context.Context, info handler.FileInfo) (han
 	if err != nil {
 		return nil, err
 	}
-	if err := s.saveState(inf.ID, 0, sha256.New()); err != nil {
+	if err := s.saveState(inf.ID, 0, s.newHashes()); err != nil {
 		return nil, err
 	}
 	return &hashingUpload{Upload: up, s: s, id: inf.ID}, nil
@@ -425,7 +501,19 @@ func (s hashingStore) GetUpload(ctx context.Context, id string) (handler.Upload,
 	return &hashingUpload{Upload: up, s: s, id: id}, nil
 }
 
-func (s hashingStore) loadState(id string, offset int64) hash.Hash {
+// newHashes is the hashes of an empty upload.
+func (s hashingStore) newHashes() *hashes {
+	h := &hashes{whole: sha256.New()}
+	if s.partSize > 0 {
+		h.parts = &partHasher{size: s.partSize, cur: sha256.New()}
+	}
+	return h
+}
+
+// loadState returns the hashes saved for upload id at offset, or nil when
+// there are none for that offset. Parts saved under another part size, or
+// inconsistent with the offset, are dropped: the sink hashes them itself.
+func (s hashingStore) loadState(id string, offset int64) *hashes {
 	b, err := os.ReadFile(s.statePath(id))
 	if err != nil {
 		return nil
@@ -434,19 +522,32 @@ func (s hashingStore) loadState(id string, offset int64) hash.Hash {
 	if json.Unmarshal(b, &st) != nil || st.Offset != offset {
 		return nil
 	}
-	h := sha256.New()
-	if h.(encoding.BinaryUnmarshaler).UnmarshalBinary(st.State) != nil {
+	h := &hashes{whole: sha256.New()}
+	if h.whole.(encoding.BinaryUnmarshaler).UnmarshalBinary(st.State) != nil {
 		return nil
+	}
+	if s.partSize > 0 && st.PartSize == s.partSize && int64(len(st.Parts)) == offset/s.partSize {
+		cur := sha256.New()
+		if cur.(encoding.BinaryUnmarshaler).UnmarshalBinary(st.Part) == nil {
+			h.parts = &partHasher{size: s.partSize, at: offset, cur: cur, sums: st.Parts}
+		}
 	}
 	return h
 }
 
-func (s hashingStore) saveState(id string, offset int64, h hash.Hash) error {
-	st, err := h.(encoding.BinaryMarshaler).MarshalBinary()
+func (s hashingStore) saveState(id string, offset int64, h *hashes) error {
+	whole, err := h.whole.(encoding.BinaryMarshaler).MarshalBinary()
 	if err != nil {
 		return err
 	}
-	b, _ := json.Marshal(hashState{Offset: offset, State: st})
+	st := hashState{Offset: offset, State: whole}
+	if h.parts != nil {
+		if st.Part, err = h.parts.cur.(encoding.BinaryMarshaler).MarshalBinary(); err != nil {
+			return err
+		}
+		st.PartSize, st.Parts = h.parts.size, h.parts.sums
+	}
+	b, _ := json.Marshal(st)
 	// Not fsynced: after a crash a lost or stale state only costs one re-read.
 	return os.WriteFile(s.statePath(id), b, 0o640)
 }
@@ -454,7 +555,7 @@ func (s hashingStore) saveState(id string, offset int64, h hash.Hash) error {
 // digest is the SHA-256 of a complete upload of size bytes.
 func (s hashingStore) digest(id string, size int64) (string, error) {
 	if h := s.loadState(id, size); h != nil {
-		return hex.EncodeToString(h.Sum(nil)), nil
+		return hex.EncodeToString(h.whole.Sum(nil)), nil
 	}
 	f, err := os.Open(s.binPath(id))
 	if err != nil {
@@ -480,7 +581,7 @@ type hashingUpload struct {
 
 type countingTee struct {
 	r io.Reader
-	h hash.Hash
+	h io.Writer
 	n int64
 }
 
@@ -501,41 +602,51 @@ func (c *countingTee) Read(p []byte) (int, error) {
 // was measured: it did not make the ingest faster, see BENCHMARKS.md §5.)
 func (u *hashingUpload) WriteChunk(ctx context.Context, offset int64, src io.Reader) (int64, error) {
 	h := u.s.loadState(u.id, offset)
-	tee := &countingTee{r: src, h: h}
+	tee := &countingTee{r: src}
+	if h != nil {
+		tee.h = h
+	}
 	n, werr := u.Upload.WriteChunk(ctx, offset, tee)
 	serr := syncFile(u.s.binPath(u.id))
 	if serr != nil && werr == nil {
 		werr = serr
 	}
+	var info handler.FileInfo
+	var ierr error
+	if u.s.stream != nil {
+		info, ierr = u.Upload.GetInfo(ctx)
+	}
 	if h != nil && tee.n == n {
+		if h.parts != nil && ierr == nil {
+			h.parts.end(info.Size)
+		}
 		if err := u.s.saveState(u.id, offset+n, h); err != nil {
 			os.Remove(u.s.statePath(u.id))
 		}
 	} else {
+		h = nil
 		os.Remove(u.s.statePath(u.id)) // re-read at the end instead
 	}
-	if serr == nil && n > 0 {
-		u.arriving(ctx, offset+n)
+	if serr == nil && n > 0 && u.s.stream != nil && ierr == nil {
+		var parts []string
+		if h != nil {
+			parts = h.parts.complete()
+		}
+		u.arriving(info, offset+n, parts)
 	}
 	return n, werr
 }
 
-// arriving tells the streamer how much of the upload is durable now. The
-// metadata was checked when the upload was created; it is parsed again
-// here because a restart may have come in between.
-func (u *hashingUpload) arriving(ctx context.Context, durable int64) {
-	if u.s.stream == nil {
-		return
-	}
-	info, err := u.Upload.GetInfo(ctx)
-	if err != nil {
-		return
-	}
+// arriving tells the streamer how much of the upload is durable now, and
+// the digests of its parts. The metadata was checked when the upload was
+// created; it is parsed again here because a restart may have come in
+// between.
+func (u *hashingUpload) arriving(info handler.FileInfo, durable int64, parts []string) {
 	m, err := ParseUploadMetadata(info.MetaData, info.Size)
 	if err != nil {
 		return
 	}
-	u.s.stream.Arriving(u.id, m, u.s.binPath(u.id), durable)
+	u.s.stream.Arriving(u.id, m, u.s.binPath(u.id), durable, parts)
 }
 
 func syncFile(path string) error {

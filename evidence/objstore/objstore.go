@@ -12,15 +12,24 @@
 // # Integrity of uploads
 //
 // S3 uploads are multipart with a fixed part size. Each part is read twice
-// from the caller's io.ReaderAt: once to compute its SHA-256 and MD5, then
-// again to send it with those digests in X-Amz-Content-Sha256 (covered by the
-// request signature) and Content-MD5. The server recomputes both over the
-// bytes it received and refuses the part if either differs, so what is stored
-// is what was hashed, part by part, whatever happens in between. Memory stays
-// bounded by a small read buffer: no part is ever held in memory. When one
-// call reads the whole object (a single PUT, or a multipart upload that
-// reuses no parts) the bytes are also checked against the caller's
-// whole-object digest before the object is completed.
+// from the caller's io.ReaderAt: once to compute its SHA-256, then again to
+// send it with that digest in X-Amz-Content-Sha256, which the request
+// signature covers. The server recomputes it over the bytes it received and
+// refuses the part if it differs, so what is stored is what was hashed, part
+// by part, whatever happens in between. (A signed payload digest is the
+// integrity check S3 takes in place of Content-MD5 for parts, object lock or
+// not; MD5 would cost a pass slower than SHA-256 and check nothing more. A
+// single PUT still sends Content-MD5, which S3 wants with object-lock
+// headers.) Memory stays bounded by a small read buffer: no part is ever held
+// in memory. When one call hashes the whole object (a single PUT, or a
+// multipart upload that reuses no parts) the bytes are also checked against
+// the caller's whole-object digest before the object is completed.
+//
+// A caller that already knows a part's SHA-256, computed from the bytes as
+// they first arrived, offers it through PartDigests: the part is then read
+// only to be sent, and the server's check against that digest proves the
+// stored part is the arrived bytes, which is what the whole-object check
+// proves for parts hashed here.
 //
 // An upload can be resumed after a crash: the caller persists the upload id
 // (Progress.Started) and every completed part (Progress.PartDone) before the
@@ -168,6 +177,24 @@ type Progress interface {
 // one-part object as a multipart upload: a single PUT cannot be held back.
 type Gate interface {
 	Ready(ctx context.Context) error
+}
+
+// PartDigests may be implemented by the io.ReaderAt given to S3's Upload
+// when the caller knows the SHA-256 of some parts from the bytes as they
+// first arrived (evidence: a camera's upload, hashed as it streamed into the
+// spool). PartSHA256 is asked before part n (from 1), length bytes at off,
+// is read; it may wait, as ReadAt may, for those bytes to arrive. ok false
+// means the caller does not know it: the part is hashed here. An error stops
+// the upload.
+//
+// A digest given this way is sent as the part's X-Amz-Content-Sha256 and
+// checked by the server against the bytes read from the source, so a source
+// that differs from what arrived is refused (ErrMismatch) as if hashed here.
+// When every part's digest is given, the object is not hashed whole here:
+// the caller checked the arrived bytes against the whole-object digest. When
+// only some are, the whole object is hashed and checked as if none were.
+type PartDigests interface {
+	PartSHA256(n int, off, length int64) (sha256hex string, ok bool, err error)
 }
 
 // PendingUpload is a multipart upload the store holds that was neither
@@ -384,6 +411,16 @@ func digests(ctx context.Context, r io.ReaderAt, off, n int64, buf []byte, extra
 		return "", "", err
 	}
 	return base64.StdEncoding.EncodeToString(m.Sum(nil)), hex.EncodeToString(s.Sum(nil)), nil
+}
+
+// partSHA256 is digests without the MD5, for parts: their signed
+// X-Amz-Content-Sha256 is the check the server makes.
+func partSHA256(ctx context.Context, r io.ReaderAt, off, n int64, buf []byte, extra ...hash.Hash) (string, error) {
+	s := sha256.New()
+	if err := hashSection(ctx, r, off, n, buf, append(extra, s)...); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(s.Sum(nil)), nil
 }
 
 // hashSection feeds n bytes at off from r into the hashes.

@@ -175,9 +175,11 @@ func (s *S3) CheckBucket(ctx context.Context) error {
 }
 
 // Upload stores size bytes from r under key. Objects up to one part go in a
-// single PUT (without calls to p: there is nothing to resume); larger ones are uploaded in PartSize parts, each read through
-// its own io.SectionReader (so memory does not grow with the object), hashed,
-// then sent with its SHA-256 and MD5 for the server to check. Metadata,
+// single PUT (without calls to p: there is nothing to resume); larger ones
+// are uploaded in PartSize parts, each read through its own
+// io.SectionReader (so memory does not grow with the object), hashed
+// (unless r gives its digest: PartDigests), then sent with its SHA-256 for
+// the server to check. Metadata,
 // retention and legal hold are given when the upload is created, so the
 // object is protected from the moment it exists.
 //
@@ -188,8 +190,8 @@ func (s *S3) CheckBucket(ctx context.Context) error {
 // abandoned uploads after a while (MinIO: 24 h; AWS: with a lifecycle rule).
 //
 // opts.SHA256 is required and is checked against the bytes read
-// (ErrMismatch, nothing stored) whenever this call reads the whole object: a
-// single PUT, or a multipart upload that reuses no parts. A resumed upload
+// (ErrMismatch, nothing stored) whenever this call hashes any part of an
+// upload that reuses none, or a single PUT. A resumed upload
 // records it as given; Verify with deep set checks it against what was
 // stored. A part the server received with other bytes than were hashed is
 // also ErrMismatch: the source is changing under the upload.
@@ -334,15 +336,21 @@ func (s *S3) putMultipart(ctx context.Context, key string, r io.ReaderAt, size i
 		uploadID = id
 	}
 
-	// When this call reads every part, the bytes can also be checked
+	// When this call hashes every part, the bytes can also be checked
 	// against the caller's whole-object digest before the object is
 	// completed: a spool file that rotted since ingest hashed it is caught
 	// here rather than by a later deep verify. A resumed upload does not
-	// re-read the parts already stored, so it cannot.
-	var whole hash.Hash
-	if len(reuse) == 0 {
-		whole = sha256.New()
-	}
+	// re-read the parts already stored, so it cannot. Parts whose digest
+	// the source gives (PartDigests) are checked by the server against
+	// digests of the bytes as they arrived, which proves the same; the
+	// whole object is hashed only once some part is not given, catching up
+	// on the given parts before it (wholeAt: how far it has got).
+	given, _ := r.(PartDigests)
+	var (
+		whole   hash.Hash
+		wholeAt int64
+	)
+	checkWhole := len(reuse) == 0
 	// Hashing a part and sending it are pipelined: while part n is on the
 	// wire (and the server hashes it), part n+1 is read and hashed on
 	// another goroutine. At most one part is hashed ahead, and no part is
@@ -352,7 +360,7 @@ func (s *S3) putMultipart(ctx context.Context, key string, r io.ReaderAt, size i
 		n           int
 		off, length int64
 		reused      *Part
-		md5b64, sum string
+		sum         string
 		err         error
 	}
 	dctx, cancel := context.WithCancel(ctx)
@@ -361,26 +369,47 @@ func (s *S3) putMultipart(ctx context.Context, key string, r io.ReaderAt, size i
 	go func() {
 		defer close(jobs)
 		buf := make([]byte, hashBufSize)
+		send := func(j partJob) bool {
+			select {
+			case jobs <- j:
+				return j.err == nil
+			case <-dctx.Done():
+				return false
+			}
+		}
 		for n := 1; n <= nparts; n++ {
 			j := partJob{n: n, off: int64(n-1) * ps}
 			j.length = min(ps, size-j.off)
 			if part, ok := reuse[n]; ok && part.Size == j.length {
 				j.reused = &part
+			} else if sum, ok, err := partGiven(given, n, j.off, j.length); err != nil || ok {
+				j.sum, j.err = sum, err
 			} else {
 				var extra []hash.Hash
-				if whole != nil {
-					extra = append(extra, whole)
+				if checkWhole {
+					if whole == nil {
+						whole = sha256.New()
+					}
+					if j.err = hashSection(dctx, r, wholeAt, j.off-wholeAt, buf, whole); j.err == nil {
+						wholeAt = j.off + j.length
+						extra = append(extra, whole)
+					}
 				}
-				j.md5b64, j.sum, j.err = digests(dctx, r, j.off, j.length, buf, extra...)
+				if j.err == nil {
+					j.sum, j.err = partSHA256(dctx, r, j.off, j.length, buf, extra...)
+				}
 			}
-			select {
-			case jobs <- j:
-			case <-dctx.Done():
+			if !send(j) {
 				return
 			}
-			if j.err != nil {
+		}
+		if whole != nil && wholeAt < size {
+			// The given parts after the last one hashed here.
+			if err := hashSection(dctx, r, wholeAt, size-wholeAt, buf, whole); err != nil {
+				send(partJob{n: nparts + 1, err: err})
 				return
 			}
+			wholeAt = size
 		}
 	}()
 	completed := make([]minio.CompletePart, 0, nparts)
@@ -391,17 +420,19 @@ func (s *S3) putMultipart(ctx context.Context, key string, r io.ReaderAt, size i
 			continue
 		}
 		if j.err != nil {
+			if n > nparts {
+				return Object{}, fmt.Errorf("objstore: upload %s: hashing the whole object: %w", key, j.err)
+			}
 			return Object{}, fmt.Errorf("objstore: upload %s: part %d: %w", key, n, j.err)
 		}
-		md5b64, sum := j.md5b64, j.sum
+		sum := j.sum
 		// DisableContentSha256 turns off minio-go's streaming (aws-chunked)
-		// signature on plain http, so the part's SHA-256 computed above is
-		// sent as X-Amz-Content-Sha256 on http and https alike; the server
+		// signature on plain http, so the part's SHA-256 is sent as
+		// X-Amz-Content-Sha256 on http and https alike; the server
 		// recomputes it over the received bytes and refuses the part on a
-		// mismatch (XAmzContentSHA256Mismatch), as it does Content-MD5
-		// (BadDigest). AWS also wants Content-MD5 on object-locked uploads.
+		// mismatch (XAmzContentSHA256Mismatch).
 		op, err := s.core.PutObjectPart(ctx, s.bucket, obj, uploadID, n, s.body(ctx, r, off, length), length,
-			minio.PutObjectPartOptions{Md5Base64: md5b64, Sha256Hex: sum, DisableContentSha256: true})
+			minio.PutObjectPartOptions{Sha256Hex: sum, DisableContentSha256: true})
 		if err != nil {
 			return Object{}, s.fail(ctx, "upload", fmt.Sprintf("%s part %d", key, n), err)
 		}
@@ -419,7 +450,7 @@ func (s *S3) putMultipart(ctx context.Context, key string, r io.ReaderAt, size i
 	if err := ctx.Err(); err != nil {
 		return Object{}, fmt.Errorf("objstore: upload %s: %w", key, err)
 	}
-	if whole != nil {
+	if whole != nil { // jobs is closed: the hashing goroutine is done with it
 		if got := hex.EncodeToString(whole.Sum(nil)); got != opts.SHA256 {
 			// Completing would store bytes that are not the clip the
 			// ledger describes; abort so the parts do not linger.
@@ -438,6 +469,23 @@ func (s *S3) putMultipart(ctx context.Context, key string, r io.ReaderAt, size i
 		return Object{}, s.fail(ctx, "upload", key, err)
 	}
 	return uploaded(key, info.VersionID, size, opts), nil
+}
+
+// partGiven asks the source for part n's digest (PartDigests), checking
+// that what it gives is a SHA-256.
+func partGiven(given PartDigests, n int, off, length int64) (string, bool, error) {
+	if given == nil {
+		return "", false, nil
+	}
+	sum, ok, err := given.PartSHA256(n, off, length)
+	if err != nil || !ok {
+		return "", false, err
+	}
+	sum = strings.ToLower(sum)
+	if err := validSHA256(sum); err != nil {
+		return "", false, fmt.Errorf("the source's digest of the part: %w", err)
+	}
+	return sum, true, nil
 }
 
 // reusableParts lists the parts the server holds for resume.UploadID and

@@ -521,19 +521,17 @@ func TestS3PartDigests(t *testing.T) {
 	// aws-chunked streaming mode and the Sha256Hex given is not sent at all.
 	t.Run("minio-go sends the part digest only with DisableContentSha256", func(t *testing.T) {
 		data := mustRead(t, src, 0, MinPartSize)
-		md5b64, _, err := digests(ctx, bytes.NewReader(data), 0, MinPartSize, make([]byte, hashBufSize))
-		require.NoError(t, err)
 		wrong := sha([]byte("not these bytes"))
 		id, err := s.core.NewMultipartUpload(ctx, "evidence", "clips/probe", s.putOptions(PutOptions{SHA256: sum}))
 		require.NoError(t, err)
 		defer s.abort(ctx, "clips/probe", id)
 
 		_, err = s.core.PutObjectPart(ctx, "evidence", "clips/probe", id, 1, bytes.NewReader(data), MinPartSize,
-			minio.PutObjectPartOptions{Md5Base64: md5b64, Sha256Hex: wrong, DisableContentSha256: true})
+			minio.PutObjectPartOptions{Sha256Hex: wrong, DisableContentSha256: true})
 		assert.Equal(t, "XAmzContentSHA256Mismatch", s3code(err), "%v", err)
 
 		_, err = s.core.PutObjectPart(ctx, "evidence", "clips/probe", id, 1, bytes.NewReader(data), MinPartSize,
-			minio.PutObjectPartOptions{Md5Base64: md5b64, Sha256Hex: wrong})
+			minio.PutObjectPartOptions{Sha256Hex: wrong})
 		assert.NoError(t, err, "streaming signature: the wrong Sha256Hex was never sent")
 	})
 
@@ -708,4 +706,132 @@ func BenchmarkUpload(b *testing.B) {
 			}
 		})
 	}
+}
+
+// givenDigests is a source that knows some parts' digests (PartDigests), as
+// the evidence spool does for the parts of a clip that streamed in.
+type givenDigests struct {
+	*counter
+	sums map[int]string // part number -> hex SHA-256
+	err  error
+	mu   sync.Mutex
+	asks []int
+}
+
+func (g *givenDigests) PartSHA256(n int, off, length int64) (string, bool, error) {
+	g.mu.Lock()
+	g.asks = append(g.asks, n)
+	g.mu.Unlock()
+	if g.err != nil {
+		return "", false, g.err
+	}
+	sum, ok := g.sums[n]
+	return sum, ok, nil
+}
+
+// partSums is the SHA-256 of every part of src.
+func partSums(t testing.TB, src io.ReaderAt, size, partSize int64) map[int]string {
+	t.Helper()
+	sums := map[int]string{}
+	for n, off := 1, int64(0); off < size; n, off = n+1, off+partSize {
+		sums[n] = sha(mustRead(t, src, off, min(partSize, size-off)))
+	}
+	return sums
+}
+
+// TestS3GivenPartDigests: parts whose digest the source gives are read only
+// to be sent, and the server holds them to that digest; the whole object is
+// hashed here only when some part is not given.
+func TestS3GivenPartDigests(t *testing.T) {
+	ctx := context.Background()
+	srv := s3test.Start(t)
+	aws3 := srv.AWSClient()
+	s := newS3(t, srv, "evidence", func(c *S3Config) { c.MaxRetries = 1 })
+	const size = 3*MinPartSize + 1<<20
+	src := newPattern(size, 11)
+	sum := src.sum(t)
+	all := partSums(t, src, size, MinPartSize)
+	require.Len(t, all, 4)
+	readOf := func(c *counter) (total int64) {
+		for n := 1; n <= 4; n++ {
+			total += c.read(n)
+		}
+		return total
+	}
+
+	t.Run("every part given: read once, to be sent", func(t *testing.T) {
+		g := &givenDigests{counter: newCounter(src, MinPartSize), sums: all}
+		rec := &recorder{}
+		obj, err := s.Upload(ctx, "clips/given", g, size, PutOptions{SHA256: sum}, Resume{}, rec)
+		require.NoError(t, err)
+		assert.Equal(t, []int{1, 2, 3, 4}, g.asks)
+		assert.Equal(t, int64(size), readOf(g.counter), "each byte read once: sent, not hashed")
+		for _, p := range rec.parts {
+			assert.Equal(t, all[p.Number], p.SHA256, "part %d records the given digest", p.Number)
+		}
+		got, n := readBack(t, aws3, "evidence", "clips/given")
+		assert.Equal(t, sum, got)
+		assert.Equal(t, int64(size), n)
+		assert.Equal(t, sum, obj.SHA256)
+	})
+
+	t.Run("a source that differs from its given digests is refused by the server", func(t *testing.T) {
+		// The digests are of src; the bytes are another pattern's from part 2 on.
+		other := newPattern(size, 12)
+		mixed := &spliced{a: src, b: other, at: MinPartSize}
+		g := &givenDigests{counter: newCounter(mixed, MinPartSize), sums: all}
+		_, err := s.Upload(ctx, "clips/given-lie", g, size, PutOptions{SHA256: sum}, Resume{}, &recorder{})
+		require.ErrorIs(t, err, ErrMismatch)
+		assert.Equal(t, "XAmzContentSHA256Mismatch", s3code(err), "%v", err)
+		_, err = s.Stat(ctx, "clips/given-lie")
+		assert.ErrorIs(t, err, ErrNotFound)
+	})
+
+	t.Run("some parts given: the whole object is hashed and checked", func(t *testing.T) {
+		some := map[int]string{1: all[1], 3: all[3]}
+		g := &givenDigests{counter: newCounter(src, MinPartSize), sums: some}
+		_, err := s.Upload(ctx, "clips/given-some", g, size, PutOptions{SHA256: sum}, Resume{}, &recorder{})
+		require.NoError(t, err)
+		assert.Equal(t, int64(2*size), readOf(g.counter), "sent once and hashed once, given parts included")
+		got, _ := readBack(t, aws3, "evidence", "clips/given-some")
+		assert.Equal(t, sum, got)
+
+		// The same with a wrong whole-object digest: the given parts are
+		// right, so only the whole-object check can catch it.
+		for _, first := range []map[int]string{{1: all[1], 2: all[2]}, {2: all[2], 3: all[3], 4: all[4]}} {
+			g := &givenDigests{counter: newCounter(src, MinPartSize), sums: first}
+			_, err = s.Upload(ctx, "clips/given-wrong", g, size, PutOptions{SHA256: sha([]byte("another clip"))}, Resume{}, &recorder{})
+			require.ErrorIs(t, err, ErrMismatch)
+			assert.Contains(t, err.Error(), "declared")
+		}
+		n, _ := versions(t, aws3, "evidence", "clips/given-wrong")
+		assert.Zero(t, n)
+	})
+
+	t.Run("an error from the source stops the upload", func(t *testing.T) {
+		g := &givenDigests{counter: newCounter(src, MinPartSize), err: errors.New("the clip stopped arriving")}
+		_, err := s.Upload(ctx, "clips/given-err", g, size, PutOptions{SHA256: sum}, Resume{}, &recorder{})
+		require.ErrorContains(t, err, "the clip stopped arriving")
+		g = &givenDigests{counter: newCounter(src, MinPartSize), sums: map[int]string{1: "not a digest"}}
+		_, err = s.Upload(ctx, "clips/given-err", g, size, PutOptions{SHA256: sum}, Resume{}, &recorder{})
+		require.ErrorContains(t, err, "the source's digest of the part")
+	})
+}
+
+// spliced reads a before byte at and b from there on.
+type spliced struct {
+	a, b io.ReaderAt
+	at   int64
+}
+
+func (s *spliced) ReadAt(p []byte, off int64) (int, error) {
+	if off >= s.at {
+		return s.b.ReadAt(p, off)
+	}
+	n, err := s.a.ReadAt(p[:min(int64(len(p)), s.at-off)], off)
+	if err != nil || n == len(p) {
+		return n, err
+	}
+	m, err := s.b.ReadAt(p[n:], off+int64(n))
+	return n + m, err
 }
