@@ -556,7 +556,10 @@ func (a *App) reject(ctx context.Context, d devices.Delivery, reason string, cau
 	})
 }
 
-func (a *App) observeAttempt(route string, e outbox.Entry, err error) {
+func (a *App) observeAttempt(route string, e outbox.Entry, via outbox.Via, err error) {
+	if e.Msg.Priority == 1 && e.Attempts == 1 {
+		a.metrics.alarmPath.WithLabelValues(route, string(via)).Inc()
+	}
 	result := "ok"
 	switch {
 	case err == nil:

@@ -16,6 +16,7 @@ type metrics struct {
 	duplicates      prometheus.Counter
 	deliveryLatency *prometheus.HistogramVec
 	attempts        *prometheus.CounterVec
+	alarmPath       *prometheus.CounterVec
 	arcUp           *prometheus.GaugeVec
 	mqttUp          prometheus.Gauge
 	apiDenied       *prometheus.CounterVec
@@ -37,6 +38,8 @@ func newMetrics() *metrics {
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}}, []string{"event", "route"}),
 		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "vigil_forward_attempts_total",
 			Help: "Delivery attempts by route and result (ok, retry, permanent)."}, []string{"route", "result"}),
+		alarmPath: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "vigil_alarm_first_attempts_total",
+			Help: "First delivery attempts of P1 alarms, by route and how the alarm reached the route: before_commit (sent while the journal's fsync ran), in_commit (handed over inside the queueing transaction) or queue (read from the queue after the commit)."}, []string{"route", "via"}),
 		arcUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "vigil_arc_link_up",
 			Help: "1 while the ARC receiver answers link tests and alarms."}, []string{"route"}),
 		mqttUp: prometheus.NewGauge(prometheus.GaugeOpts{Name: "vigil_mqtt_connected",
@@ -46,7 +49,7 @@ func newMetrics() *metrics {
 		serialUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "vigil_serial_port_up",
 			Help: "1 while the serial port is open."}, []string{"port"}),
 	}
-	m.reg.MustRegister(m.eventsIn, m.rejected, m.duplicates, m.deliveryLatency, m.attempts, m.arcUp, m.mqttUp, m.apiDenied, m.serialUp,
+	m.reg.MustRegister(m.eventsIn, m.rejected, m.duplicates, m.deliveryLatency, m.attempts, m.alarmPath, m.arcUp, m.mqttUp, m.apiDenied, m.serialUp,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.clockSynced = prometheus.NewGauge(prometheus.GaugeOpts{Name: "vigil_clock_synchronised",
 		Help: "1 while the kernel reports the clock synchronised to a time source (NTP); 0 when it is not, or cannot tell."})

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/vigil-gw/vigil/evidence"
+	"github.com/vigil-gw/vigil/gateway/outbox"
 )
 
 var (
@@ -105,6 +106,8 @@ func (c *systemCollector) Collect(ch chan<- prometheus.Metric) {
 // that first appears already at 1 looks unchanged to it, and
 // VigilAlertRefused would miss exactly the first alert a receiver refused.
 // (Routes a reload adds later are covered by the rule's second clause.)
+// The alarm path counters start at 0 too, so that a share can be read
+// from the first alarm on.
 func (m *metrics) presetAttempts(a *App) {
 	stats, err := a.outbox.Stats()
 	if err != nil {
@@ -113,6 +116,9 @@ func (m *metrics) presetAttempts(a *App) {
 	for _, s := range stats {
 		for _, result := range []string{"ok", "retry", "permanent"} {
 			m.attempts.WithLabelValues(s.Route, result)
+		}
+		for _, via := range []outbox.Via{outbox.ViaBeforeCommit, outbox.ViaInCommit, outbox.ViaQueue} {
+			m.alarmPath.WithLabelValues(s.Route, string(via))
 		}
 	}
 }

@@ -190,6 +190,10 @@ func TestAttemptCountersStartAtZero(t *testing.T) {
 			v, ok := metricSample(body, `vigil_forward_attempts_total{result="`+result+`",route="`+route+`"}`)
 			assert.True(t, ok && v == 0, "%s %s:\n%s", route, result, metricLines(body, "vigil_forward_attempts_total"))
 		}
+		for _, via := range []string{"before_commit", "in_commit", "queue"} {
+			v, ok := metricSample(body, `vigil_alarm_first_attempts_total{route="`+route+`",via="`+via+`"}`)
+			assert.True(t, ok && v == 0, "%s %s:\n%s", route, via, metricLines(body, "vigil_alarm_first_attempts_total"))
+		}
 	}
 }
 

@@ -33,6 +33,7 @@ import (
 	"github.com/vigil-gw/vigil/gateway/app"
 	"github.com/vigil-gw/vigil/gateway/forward/dc09"
 	"github.com/vigil-gw/vigil/gateway/internal/testnet"
+	"github.com/vigil-gw/vigil/gateway/outbox"
 )
 
 // The end-to-end benchmarks measure Vigil against Mosquitto itself, on the
@@ -203,6 +204,16 @@ func measureDuressLatency(b *testing.B, r duressRun) {
 	require.Equal(b, n, metric(b, v.http, `vigil_events_total{source="mqtt",type="duress"}`), "every press journaled once")
 	toRaised, raisedToFrame := breakdown(b, v, presses)
 	hwm := procStatusKiB(b, v.cmd.Process.Pid, "VmHWM")
+	// How each alarm reached the ARC route: handed over as it arrived, in
+	// its transaction, or from the queue after the commit (the slow path).
+	var via strings.Builder
+	for _, w := range []outbox.Via{outbox.ViaBeforeCommit, outbox.ViaInCommit, outbox.ViaQueue} {
+		k := metric(b, v.http, fmt.Sprintf(`vigil_alarm_first_attempts_total{route="arc0",via="%s"}`, w))
+		fmt.Fprintf(&via, " %s %d", w, k)
+		if w == outbox.ViaQueue {
+			b.ReportMetric(float64(k)/float64(n), "via_queue_share")
+		}
+	}
 
 	slices.Sort(vig)
 	slices.Sort(mosq)
@@ -244,9 +255,10 @@ func measureDuressLatency(b *testing.B, r duressRun) {
 	row(fmt.Sprintf("fsync 4 KiB (%d)", len(fsyncs)), fsyncs)
 	tw.Flush()
 	b.Logf("duress latency, %s, with %d buttons heartbeating every %s (%.0f events/s measured), presses at mean %s gaps over %s:\n%s"+
-		"target: vigil p99 %.2f ms ≤ 2 × mosquitto p99 + fsync median = %.2f ms: %v; vigil VmHWM %.1f MiB",
+		"target: vigil p99 %.2f ms ≤ 2 × mosquitto p99 + fsync median = %.2f ms: %v; vigil VmHWM %.1f MiB\n"+
+		"alarms reached the ARC route:%s",
 		r.what, benchButtons, benchHeartbeat, bgRate, benchPressGap, elapsed.Round(time.Millisecond), sb.String(),
-		ms(quantile(vig, 0.99)), ms(budget), met == 1, mib(hwm))
+		ms(quantile(vig, 0.99)), ms(budget), met == 1, mib(hwm), via.String())
 }
 
 // breakdown splits each press's latency at the moment the gateway raised

@@ -203,9 +203,24 @@ type Options struct {
 	SendTimeout time.Duration // default 10s
 	Now         func() time.Time
 	Logger      *slog.Logger
-	// Observe is told about each attempt (for metrics); may be nil.
-	Observe func(route string, e Entry, err error)
+	// Observe is told about each attempt (for metrics), and how the entry
+	// reached the route; may be nil.
+	Observe func(route string, e Entry, via Via, err error)
 }
+
+// Via is how an entry reached its route for an attempt.
+type Via string
+
+const (
+	// ViaBeforeCommit: handed over (Expedite) before the transaction that
+	// queues it had begun: sent while the journal's fsync ran.
+	ViaBeforeCommit Via = "before_commit"
+	// ViaInCommit: handed over inside the transaction that queued it.
+	ViaInCommit Via = "in_commit"
+	// ViaQueue: read from the route's queue after the commit (a route that
+	// was busy, a retry, or a message that is not an alarm).
+	ViaQueue Via = "queue"
+)
 
 // Dispatcher drains every route's queue.
 type Dispatcher struct {
@@ -452,8 +467,12 @@ func (d *Dispatcher) step(ctx context.Context, r *routeState) time.Duration {
 		r.mu.Unlock()
 	}()
 	var e Entry
+	via := ViaQueue
 	if x != nil {
-		e = x.entry
+		e, via = x.entry, ViaInCommit
+		if x.ready != nil {
+			via = ViaBeforeCommit
+		}
 	} else {
 		var ok, more bool
 		var err error
@@ -496,7 +515,7 @@ func (d *Dispatcher) step(ctx context.Context, r *routeState) time.Duration {
 	e.Attempts++
 	e.LastAttempt = now
 	if d.opts.Observe != nil {
-		d.opts.Observe(route, e, err)
+		d.opts.Observe(route, e, via, err)
 	}
 	switch {
 	case err == nil:
