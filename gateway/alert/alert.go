@@ -80,8 +80,12 @@ type Alert struct {
 	Text     string   `json:"text"`
 	Routes   []string `json:"routes"` // routes it was queued on when raised
 
-	State          State     `json:"state"`
-	EventTime      time.Time `json:"event_time"`
+	State     State     `json:"state"`
+	EventTime time.Time `json:"event_time"`
+	// ReceivedAt is when the gateway took the event off its transport
+	// (the MQTT client's delivery, the serial frame): device → gateway is
+	// ReceivedAt − EventTime, and the gateway's own share starts here.
+	ReceivedAt     time.Time `json:"received_at,omitzero"`
 	RaisedAt       time.Time `json:"raised_at"`
 	DeliveredAt    time.Time `json:"delivered_at,omitzero"`
 	DeliveredVia   string    `json:"delivered_via,omitempty"`
@@ -390,7 +394,7 @@ func p1Event(ev devices.Event) (event, label string, ok bool) {
 func alertFor(rec journal.Record, key, event, label string) Alert {
 	a := Alert{ID: IDForKey(key), Key: key, Event: event, Priority: P1, Site: rec.Site,
 		Device: rec.Event.Device, Seq: rec.Event.Seq, Warnings: slices.Clone(rec.Warnings),
-		EventTime: rec.Event.TS, Location: location(rec.Event.Loc), Place: rec.Event.Place, Battery: rec.Event.Battery}
+		EventTime: rec.Event.TS, ReceivedAt: rec.Received, Location: location(rec.Event.Loc), Place: rec.Event.Place, Battery: rec.Event.Battery}
 	if d := rec.Registered; d != nil && d.Site == rec.Site {
 		a.Verified, a.Wearer, a.Zone, a.Camera = true, d.Wearer, d.Zone, d.Camera
 	} else if d != nil {

@@ -125,6 +125,8 @@ func TestVerifiedDuressGoesToARCAndWebhookThenWearerHearsBack(t *testing.T) {
 	assert.Equal(t, P1, v.Priority)
 	assert.Equal(t, []string{"arc0", "webhook0"}, v.Routes)
 	assert.Equal(t, r.now, v.RaisedAt)
+	assert.Equal(t, r.now, v.ReceivedAt, "when the gateway took the event off its transport")
+	assert.Equal(t, r.now.Add(-time.Second), v.EventTime)
 	require.Len(t, v.Deliveries, 4)
 	assert.Equal(t, "cam-1", v.CameraCommanded, "the paired camera is told at once")
 	assert.Equal(t, "evidence", v.Deliveries[3].Route, "the camera's footage is claimed as evidence at once")

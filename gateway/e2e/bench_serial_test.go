@@ -243,7 +243,8 @@ func benchSerialLatency(b *testing.B, paced bool) {
 	require.Zero(b, frames.unmatchedFrames(), "every frame matched a press")
 	require.Equal(b, n, metric(b, w.vigil.http, `vigil_events_total{source="serial",type="duress"}`), "every press journaled once")
 	require.Zero(b, st.BadFrames, "every ack verified at the pendant")
-	toRaised, raisedToFrame := breakdown(b, w.vigil, matched)
+	split := breakdown(b, w.vigil, matched)
+	toRaised, raisedToFrame := split.toRaised, split.raisedToFrame
 	hwm := procStatusKiB(b, w.vigil.cmd.Process.Pid, "VmHWM")
 
 	wire := serialWireBytes(b, devices.TypeDuress)
