@@ -290,9 +290,9 @@ func TestExpediteWhileRecordingOnlyWithoutABacklog(t *testing.T) {
 	ready := make(chan struct{})
 	assert.True(t, d.Expedite(Entry{Route: "arc0", Msg: b}, ready), "taken while a:1 is recorded")
 	assert.False(t, d.Expedite(Entry{Route: "arc0", Msg: msg("x:1", 1)}, nil), "one at a time")
-	hookRelease <- struct{}{}
-	assert.Equal(t, "b:1", g.next(t), "sent once a:1 is recorded")
-	g.release <- struct{}{}
+	assert.Equal(t, "b:1", g.next(t), "sent at once, while a:1's record waits for the database")
+	hookRelease <- struct{}{} // a:1 recorded
+	g.release <- struct{}{}   // the receiver ACKs b:1
 	enqueue(t, db, "arc0", b, time.Now())
 	close(ready)
 	recorded("b:1")

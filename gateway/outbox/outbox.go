@@ -385,6 +385,12 @@ func (r *routeState) takes(now time.Time) bool {
 type expedited struct {
 	entry Entry
 	ready <-chan struct{}
+	// sent, when not nil, gets the result of a send that Expedite started
+	// itself because the route was recording a delivery: the route's
+	// sender was free, and the route would only have come to it once that
+	// write transaction (behind whatever commit holds the database's one
+	// writer) had ended.
+	sent chan error
 }
 
 // Expedite hands e to its route for sending now, before the write
@@ -395,7 +401,9 @@ type expedited struct {
 // this very message. The most it can overtake is a message committed since
 // that look and not yet picked up. A route with a backlog or in backoff
 // refuses, and the message is sent from the queue in its turn. It never
-// blocks; it reports whether the route took the entry.
+// blocks; it reports whether the route took the entry. An idle route sends
+// it at once; a recording one has its sender free, so Expedite starts the
+// send itself rather than let it wait for the recording transaction.
 //
 // The route records the attempt's result in a write transaction of its own
 // once the queueing one has ended. There are two ways to call it:
@@ -417,7 +425,12 @@ func (d *Dispatcher) Expedite(e Entry, ready <-chan struct{}) bool {
 	r.mu.Lock()
 	ok := r.takes(d.opts.Now()) && e.Msg.Key != r.busyKey
 	if ok {
-		r.idle, r.expedited = false, &expedited{entry: e, ready: ready}
+		x := &expedited{entry: e, ready: ready}
+		if r.recording {
+			x.sent = make(chan error, 1)
+			go d.sendNow(r.Sender, x)
+		}
+		r.idle, r.expedited = false, x
 	}
 	r.mu.Unlock()
 	if ok {
@@ -427,6 +440,17 @@ func (d *Dispatcher) Expedite(e Entry, ready <-chan struct{}) bool {
 		}
 	}
 	return ok
+}
+
+// sendNow sends an entry expedited to a route that is recording a
+// delivery, and hands the result to the route's next step, which records
+// it as if it had sent the entry itself. The route sends nothing else
+// until it has taken that result, so the receiver still has one message at
+// a time from the route.
+func (d *Dispatcher) sendNow(sender Sender, x *expedited) {
+	ctx, cancel := context.WithTimeout(context.Background(), d.opts.SendTimeout)
+	defer cancel()
+	x.sent <- sender.Send(ctx, x.entry.Msg)
 }
 
 // Step makes at most one delivery attempt on route and returns how long to
@@ -491,9 +515,18 @@ func (d *Dispatcher) step(ctx context.Context, r *routeState) time.Duration {
 	r.mu.Lock()
 	r.busyKey = e.Msg.Key
 	r.mu.Unlock()
-	sctx, cancel := context.WithTimeout(ctx, d.opts.SendTimeout)
-	err := sender.Send(sctx, e.Msg)
-	cancel()
+	var err error
+	if x != nil && x.sent != nil {
+		select {
+		case err = <-x.sent:
+		case <-ctx.Done():
+			return 0 // shutting down; the entry stays pending
+		}
+	} else {
+		sctx, cancel := context.WithTimeout(ctx, d.opts.SendTimeout)
+		err = sender.Send(sctx, e.Msg)
+		cancel()
+	}
 	if ctx.Err() != nil && err != nil {
 		return 0 // shutting down; the entry stays pending
 	}
