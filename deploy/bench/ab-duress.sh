@@ -21,6 +21,6 @@ for i in ${RUNS:-1 2 3}; do
     (cd "$dir" && flock /tmp/bench.lock env VIGIL_E2E_BENCH=1 go test -run='^$' \
       -bench="${BENCH:-E2EDuressLatency/mosquitto=nodelay}" -benchtime=1x -timeout 20m ./gateway/e2e/ > "$out/$t-$i.txt" 2>&1) || echo "$t $i failed: $out/$t-$i.txt"
     echo "== $t $i"
-    grep -A7 'bench_test.go:126' "$out/$t-$i.txt" | sed -n '3,8p' || true
+    grep -A12 'target: vigil p99' "$out/$t-$i.txt" | head -12 || true
   done
 done
