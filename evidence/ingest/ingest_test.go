@@ -308,14 +308,20 @@ func TestTusHashesPartsForAStreamer(t *testing.T) {
 		t.Cleanup(srv.Close)
 		return tus, srv
 	}
+	// begin starts an endpoint over dir for a new streaming sink, creates
+	// the upload and sends its first upto bytes.
+	begin := func(t *testing.T, dir string, upto int) (sink *streamSink, tus *Tus, srv *httptest.Server, loc string) {
+		sink = &streamSink{partSize: ps}
+		sink.dir = t.TempDir()
+		tus, srv = start(t, sink, dir)
+		loc = create(t, srv, "tok-1", with("sha256", digest(data)), len(data)).Header.Get("Location")
+		require.Equal(t, http.StatusNoContent, patch(t, loc, "tok-1", 0, data[:upto]).StatusCode)
+		return sink, tus, srv, loc
+	}
 
 	t.Run("across chunks and a restart", func(t *testing.T) {
-		sink := &streamSink{partSize: ps}
-		sink.dir = t.TempDir()
 		dir := t.TempDir()
-		_, srv := start(t, sink, dir)
-		loc := create(t, srv, "tok-1", with("sha256", digest(data)), len(data)).Header.Get("Location")
-		require.Equal(t, http.StatusNoContent, patch(t, loc, "tok-1", 0, data[:50000]).StatusCode)
+		sink, _, srv, loc := begin(t, dir, 50000)
 		require.Equal(t, http.StatusNoContent, patch(t, loc, "tok-1", 50000, data[50000:100000]).StatusCode)
 
 		// The gateway restarts; the camera resumes.
@@ -334,11 +340,7 @@ func TestTusHashesPartsForAStreamer(t *testing.T) {
 	})
 
 	t.Run("a lost hash state gives no more parts", func(t *testing.T) {
-		sink := &streamSink{partSize: ps}
-		sink.dir = t.TempDir()
-		tus, srv := start(t, sink, t.TempDir())
-		loc := create(t, srv, "tok-1", with("sha256", digest(data)), len(data)).Header.Get("Location")
-		require.Equal(t, http.StatusNoContent, patch(t, loc, "tok-1", 0, data[:70000]).StatusCode)
+		sink, tus, _, loc := begin(t, t.TempDir(), 70000)
 		require.NoError(t, os.Remove(tus.store.statePath(filepath.Base(loc))))
 		require.Equal(t, http.StatusNoContent, patch(t, loc, "tok-1", 70000, data[70000:]).StatusCode)
 		require.Len(t, sink.parts, 2)
@@ -349,12 +351,8 @@ func TestTusHashesPartsForAStreamer(t *testing.T) {
 	})
 
 	t.Run("a changed part size gives no more parts", func(t *testing.T) {
-		sink := &streamSink{partSize: ps}
-		sink.dir = t.TempDir()
 		dir := t.TempDir()
-		_, srv := start(t, sink, dir)
-		loc := create(t, srv, "tok-1", with("sha256", digest(data)), len(data)).Header.Get("Location")
-		require.Equal(t, http.StatusNoContent, patch(t, loc, "tok-1", 0, data[:70000]).StatusCode)
+		sink, _, srv, loc := begin(t, dir, 70000)
 		sink.partSize = 40000
 		_, srv2 := start(t, sink, dir)
 		loc2 := srv2.URL + strings.TrimPrefix(loc, srv.URL)

@@ -489,17 +489,27 @@ func (c *corrupter) ReadAt(b []byte, off int64) (int, error) {
 	return n, err
 }
 
+// partsWorldSize is three parts and a short fourth.
+const partsWorldSize = 3*MinPartSize + 1<<20
+
+// partsWorld is a store on a fresh MinIO (one retry per request), the AWS
+// SDK client to read it back with, and a source of partsWorldSize bytes
+// made from seed, with its SHA-256.
+func partsWorld(t *testing.T, seed uint64) (*S3, *s3.Client, *pattern, string) {
+	t.Helper()
+	srv := s3test.Start(t)
+	s := newS3(t, srv, "evidence", func(c *S3Config) { c.MaxRetries = 1 })
+	src := newPattern(partsWorldSize, seed)
+	return s, srv.AWSClient(), src, src.sum(t)
+}
+
 // TestS3PartDigests shows that the server, not the client, checks each part
 // against the digest computed when it was hashed, and that a fresh upload is
 // checked against the caller's whole-object digest.
 func TestS3PartDigests(t *testing.T) {
 	ctx := context.Background()
-	srv := s3test.Start(t)
-	aws3 := srv.AWSClient()
-	s := newS3(t, srv, "evidence", func(c *S3Config) { c.MaxRetries = 1 })
-	const size = 3*MinPartSize + 1<<20
-	src := newPattern(size, 7)
-	sum := src.sum(t)
+	s, aws3, src, sum := partsWorld(t, 7)
+	const size = partsWorldSize
 
 	// After 15 MiB have been read the source lies. Hashing runs one part
 	// ahead of sending, so which part meets the first lie depends on the
@@ -744,12 +754,8 @@ func partSums(t testing.TB, src io.ReaderAt, size, partSize int64) map[int]strin
 // hashed here only when some part is not given.
 func TestS3GivenPartDigests(t *testing.T) {
 	ctx := context.Background()
-	srv := s3test.Start(t)
-	aws3 := srv.AWSClient()
-	s := newS3(t, srv, "evidence", func(c *S3Config) { c.MaxRetries = 1 })
-	const size = 3*MinPartSize + 1<<20
-	src := newPattern(size, 11)
-	sum := src.sum(t)
+	s, aws3, src, sum := partsWorld(t, 11)
+	const size = partsWorldSize
 	all := partSums(t, src, size, MinPartSize)
 	require.Len(t, all, 4)
 	readOf := func(c *counter) (total int64) {
