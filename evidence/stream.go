@@ -145,9 +145,8 @@ func (s *Service) PartSize() int64 {
 // Arriving starts, or feeds, the upload of a clip still arriving
 // (ingest.Streamer). It returns at once.
 func (s *Service) Arriving(id string, m ingest.Meta, path string, durable int64, parts []string) {
-	ss, ok := s.store.(streamStore)
-	if !ok || m.Size <= ss.PartSize() {
-		return // one part: uploaded whole once it is complete
+	if ps := s.PartSize(); ps == 0 || m.Size <= ps {
+		return // no streaming store, or one part: uploaded whole once it is complete
 	}
 	s.smu.Lock()
 	defer s.smu.Unlock()

@@ -581,7 +581,7 @@ type hashingUpload struct {
 
 type countingTee struct {
 	r io.Reader
-	h io.Writer
+	h *hashes // nil: not hashed here
 	n int64
 }
 
@@ -602,10 +602,7 @@ func (c *countingTee) Read(p []byte) (int, error) {
 // was measured: it did not make the ingest faster, see BENCHMARKS.md §5.)
 func (u *hashingUpload) WriteChunk(ctx context.Context, offset int64, src io.Reader) (int64, error) {
 	h := u.s.loadState(u.id, offset)
-	tee := &countingTee{r: src}
-	if h != nil {
-		tee.h = h
-	}
+	tee := &countingTee{r: src, h: h}
 	n, werr := u.Upload.WriteChunk(ctx, offset, tee)
 	serr := syncFile(u.s.binPath(u.id))
 	if serr != nil && werr == nil {

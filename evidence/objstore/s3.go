@@ -179,9 +179,9 @@ func (s *S3) CheckBucket(ctx context.Context) error {
 // are uploaded in PartSize parts, each read through its own
 // io.SectionReader (so memory does not grow with the object), hashed
 // (unless r gives its digest: PartDigests), then sent with its SHA-256 for
-// the server to check. Metadata,
-// retention and legal hold are given when the upload is created, so the
-// object is protected from the moment it exists.
+// the server to check. Metadata, retention and legal hold are given when
+// the upload is created, so the object is protected from the moment it
+// exists.
 //
 // With resume.UploadID set, parts the server still holds and that match
 // resume.Parts (number, size, ETag) are neither read nor sent again; if the
@@ -369,6 +369,21 @@ func (s *S3) putMultipart(ctx context.Context, key string, r io.ReaderAt, size i
 	go func() {
 		defer close(jobs)
 		buf := make([]byte, hashBufSize)
+		// hashHere hashes a part whose digest the source does not give,
+		// feeding the whole-object hash too (after catching it up).
+		hashHere := func(off, length int64) (string, error) {
+			if !checkWhole {
+				return partSHA256(dctx, r, off, length, buf)
+			}
+			if whole == nil {
+				whole = sha256.New()
+			}
+			if err := hashSection(dctx, r, wholeAt, off-wholeAt, buf, whole); err != nil {
+				return "", err
+			}
+			wholeAt = off + length
+			return partSHA256(dctx, r, off, length, buf, whole)
+		}
 		send := func(j partJob) bool {
 			select {
 			case jobs <- j:
@@ -385,19 +400,7 @@ func (s *S3) putMultipart(ctx context.Context, key string, r io.ReaderAt, size i
 			} else if sum, ok, err := partGiven(given, n, j.off, j.length); err != nil || ok {
 				j.sum, j.err = sum, err
 			} else {
-				var extra []hash.Hash
-				if checkWhole {
-					if whole == nil {
-						whole = sha256.New()
-					}
-					if j.err = hashSection(dctx, r, wholeAt, j.off-wholeAt, buf, whole); j.err == nil {
-						wholeAt = j.off + j.length
-						extra = append(extra, whole)
-					}
-				}
-				if j.err == nil {
-					j.sum, j.err = partSHA256(dctx, r, j.off, j.length, buf, extra...)
-				}
+				j.sum, j.err = hashHere(j.off, j.length)
 			}
 			if !send(j) {
 				return
@@ -407,9 +410,7 @@ func (s *S3) putMultipart(ctx context.Context, key string, r io.ReaderAt, size i
 			// The given parts after the last one hashed here.
 			if err := hashSection(dctx, r, wholeAt, size-wholeAt, buf, whole); err != nil {
 				send(partJob{n: nparts + 1, err: err})
-				return
 			}
-			wholeAt = size
 		}
 	}()
 	completed := make([]minio.CompletePart, 0, nparts)

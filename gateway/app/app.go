@@ -557,7 +557,7 @@ func (a *App) reject(ctx context.Context, d devices.Delivery, reason string, cau
 }
 
 func (a *App) observeAttempt(route string, e outbox.Entry, via outbox.Via, err error) {
-	if e.Msg.Priority == 1 && e.Attempts == 1 {
+	if e.Msg.Priority == alert.P1 && e.Attempts == 1 {
 		a.metrics.alarmPath.WithLabelValues(route, string(via)).Inc()
 	}
 	result := "ok"
