@@ -3,6 +3,8 @@ package outbox
 import (
 	"context"
 	"errors"
+	"fmt"
+	"runtime"
 	"slices"
 	"sync"
 	"testing"
@@ -316,4 +318,34 @@ func TestExpediteWhileRecordingOnlyWithoutABacklog(t *testing.T) {
 	g.release <- struct{}{}
 	recorded("d:1")
 	hookRelease <- struct{}{}
+}
+
+// Expedite yields to the send it hands over: on one CPU, the receiver has
+// the message by the time Expedite returns, not only once the caller
+// blocks (after it has handed the event to the journal, say). The Go
+// scheduler is free to run something else first now and then (it looks at
+// its global queue every 61st turn; -race shuffles its order), so the test
+// asks for most of the presses, not all; without the yield none would be
+// sent before Expedite returned.
+func TestExpediteYieldsToTheSend(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	_, g, d, _ := gateRoute(t)
+	const presses = 20
+	before := 0
+	for i := range presses {
+		m := msg(fmt.Sprintf("btn-%d:1", i), 1)
+		ready := make(chan struct{})
+		require.True(t, d.Expedite(Entry{Route: "arc0", Msg: m, State: Pending}, ready), "press %d: the route is idle", i)
+		select {
+		case k := <-g.got:
+			assert.Equal(t, m.Key, k)
+			before++
+		default:
+			assert.Equal(t, m.Key, g.next(t), "sent after Expedite returned")
+		}
+		close(ready) // nothing was committed: the route records nothing and looks at its queue
+		g.release <- struct{}{}
+		require.Eventually(t, func() bool { return d.Idle("arc0") }, 10*time.Second, time.Millisecond, "press %d: idle again", i)
+	}
+	assert.GreaterOrEqual(t, before, presses*3/4, "presses whose message the receiver had when Expedite returned")
 }

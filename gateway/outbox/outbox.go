@@ -22,6 +22,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"sync"
 	"time"
@@ -403,7 +404,8 @@ type expedited struct {
 // refuses, and the message is sent from the queue in its turn. It never
 // blocks; it reports whether the route took the entry. An idle route sends
 // it at once; a recording one has its sender free, so Expedite starts the
-// send itself rather than let it wait for the recording transaction.
+// send itself rather than let it wait for the recording transaction. Either
+// way Expedite yields the CPU to that send before it returns.
 //
 // The route records the attempt's result in a write transaction of its own
 // once the queueing one has ended. There are two ways to call it:
@@ -438,6 +440,12 @@ func (d *Dispatcher) Expedite(e Entry, ready <-chan struct{}) bool {
 		case r.wake <- struct{}{}:
 		default:
 		}
+		// Let the route (or the send just started) have this CPU now. Left
+		// to the scheduler, it waits for this goroutine to block, and the
+		// caller goes on to hand the event to the journal, whose goroutine
+		// then runs first and can hold the CPU through an fsync; on a busy
+		// machine that put milliseconds between Expedite and the send.
+		runtime.Gosched()
 	}
 	return ok
 }
