@@ -173,9 +173,9 @@ func TestExpeditedSendOfARolledBackTransactionRecordsNothing(t *testing.T) {
 	assert.Equal(t, []string{b.Key}, hooked.keys())
 }
 
-// A route takes an expedited entry only when it is idle: never before it
-// has looked at its queue, not with a backlog, not in backoff, and one at a
-// time.
+// A route takes an expedited entry only when it is free: never before it
+// has looked at its queue, not with a backlog, not in backoff, and no more
+// than maxExpedited at a time.
 func TestExpediteOnlyOnAnIdleRoute(t *testing.T) {
 	db := openDB(t)
 	clk := &clock{t: time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)}
@@ -198,11 +198,25 @@ func TestExpediteOnlyOnAnIdleRoute(t *testing.T) {
 	assert.False(t, d.Expedite(Entry{Route: "nowhere", Msg: msg("k:x", 1)}, nil), "unknown route")
 
 	assert.True(t, expedite(msg("k:2", 1)))
-	assert.False(t, expedite(msg("k:3", 1)), "one expedited entry at a time")
-	assert.Equal(t, time.Duration(0), d.Step(ctx, "arc0"))
-	assert.Equal(t, []string{"k:1", "k:2"}, s.sent, "the expedited entry went before k:3, queued earlier than its step")
-	assert.Equal(t, time.Duration(0), d.Step(ctx, "arc0"), "k:3 from the queue")
+	assert.True(t, expedite(msg("k:3", 1)), "taken into the express lane behind k:2")
+	assert.Equal(t, time.Duration(0), d.Step(ctx, "arc0"), "k:2 recorded")
+	assert.Equal(t, time.Duration(0), d.Step(ctx, "arc0"), "k:3 recorded")
+	assert.Equal(t, []string{"k:1", "k:2", "k:3"}, s.sent, "each sent once, in order")
+	assert.Equal(t, idleWait, d.Step(ctx, "arc0"), "nothing left in the queue")
+
+	var lane []string
+	for i := range maxExpedited {
+		m := msg(fmt.Sprintf("lane:%d", i), 1)
+		require.True(t, expedite(m), "%s fits in the lane", m.Key)
+		lane = append(lane, m.Key)
+	}
+	assert.False(t, expedite(msg("k:full", 1)), "the lane is full")
+	for range maxExpedited + 1 {
+		d.Step(ctx, "arc0")
+	}
 	assert.Equal(t, idleWait, d.Step(ctx, "arc0"))
+	sent := append(append([]string{"k:1", "k:2", "k:3"}, lane...), "k:full")
+	assert.Equal(t, sent, s.sent, "the lane in order, then the one it refused")
 
 	enqueue(t, db, "arc0", msg("k:4", 1), clk.t)
 	enqueue(t, db, "arc0", msg("k:5", 1), clk.t)
@@ -218,7 +232,7 @@ func TestExpediteOnlyOnAnIdleRoute(t *testing.T) {
 	enqueue(t, db, "arc0", msg("k:7", 1), clk.t)
 	assert.Positive(t, d.Step(ctx, "arc0"), "k:7 failed: backoff")
 	assert.False(t, expedite(msg("k:8", 1)), "a route in backoff does not take it")
-	assert.Equal(t, []string{"k:1", "k:2", "k:3", "k:4", "k:5", "k:6", "k:7"}, s.sent)
+	assert.Equal(t, append(sent, "k:4", "k:5", "k:6", "k:7"), s.sent)
 }
 
 // A preview of an entry (no id yet) is sent before the transaction that
@@ -263,8 +277,9 @@ func TestExpeditedPreviewIsSettledAgainstTheCommittedEntry(t *testing.T) {
 }
 
 // While a route records the delivery of the only entry it found, it takes
-// the next alarm and sends it as soon as that is recorded; with a backlog
-// behind the entry it refuses, so no waiting alarm is overtaken.
+// the next alarms and sends them at once, without waiting for that record
+// or for one another's; with a backlog behind the entry it refuses, so no
+// waiting alarm is overtaken.
 func TestExpediteWhileRecordingOnlyWithoutABacklog(t *testing.T) {
 	db := openDB(t)
 	g := newGate()
@@ -288,17 +303,31 @@ func TestExpediteWhileRecordingOnlyWithoutABacklog(t *testing.T) {
 	assert.Equal(t, "a:1", g.next(t))
 	g.release <- struct{}{}
 	recorded("a:1") // the route is now recording a:1, the only entry it found
-	b := msg("b:1", 1)
+	// a:1's record holds the database's one writer (its hook waits), as a
+	// slow disk would: b:1 and x:1 go to the receiver all the same.
+	b, x := msg("b:1", 1), msg("x:1", 1)
 	ready := make(chan struct{})
 	assert.True(t, d.Expedite(Entry{Route: "arc0", Msg: b}, ready), "taken while a:1 is recorded")
-	assert.False(t, d.Expedite(Entry{Route: "arc0", Msg: msg("x:1", 1)}, nil), "one at a time")
+	assert.True(t, d.Expedite(Entry{Route: "arc0", Msg: x}, ready), "and the next, behind it")
+	assert.False(t, d.Expedite(Entry{Route: "arc0", Msg: x}, ready), "not the same message twice")
 	assert.Equal(t, "b:1", g.next(t), "sent at once, while a:1's record waits for the database")
+	g.release <- struct{}{} // the receiver ACKs b:1
+	assert.Equal(t, "x:1", g.next(t), "sent after b:1, still before a:1 is recorded")
+	g.release <- struct{}{}
 	hookRelease <- struct{}{} // a:1 recorded
-	g.release <- struct{}{}   // the receiver ACKs b:1
 	enqueue(t, db, "arc0", b, time.Now())
+	enqueue(t, db, "arc0", x, time.Now())
 	close(ready)
 	recorded("b:1")
 	hookRelease <- struct{}{}
+	recorded("x:1")
+	hookRelease <- struct{}{}
+	for _, m := range []forward.Message{b, x} {
+		require.Eventually(t, func() bool {
+			es := delivered(t, db, m.AlertID)
+			return len(es) == 1 && es[0].State == Delivered && es[0].Attempts == 1
+		}, 10*time.Second, time.Millisecond, "%s delivered once", m.Key)
+	}
 
 	require.NoError(t, db.Update(func(tx *bolt.Tx) error { // c:1 and d:1 at once: the route sees both
 		for _, m := range []forward.Message{msg("c:1", 1), msg("d:1", 1)} {
@@ -348,4 +377,88 @@ func TestExpediteYieldsToTheSend(t *testing.T) {
 		require.Eventually(t, func() bool { return d.Idle("arc0") }, 10*time.Second, time.Millisecond, "press %d: idle again", i)
 	}
 	assert.GreaterOrEqual(t, before, presses*3/4, "presses whose message the receiver had when Expedite returned")
+}
+
+// resultSender tells got about each message, then returns what the test
+// puts in result.
+type resultSender struct {
+	got    chan string
+	result chan error
+}
+
+func (s *resultSender) Send(ctx context.Context, m forward.Message) error {
+	s.got <- m.Key
+	select {
+	case err := <-s.result:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// After a failed send the express lane sends nothing more: the alarms
+// behind it wait in the queue for the route's retry, each still sent once
+// per attempt, instead of each waiting out the same failure in turn. A
+// refusal of one message is not a link failure: the lane goes on.
+func TestExpressLaneStopsAfterAFailedSend(t *testing.T) {
+	db := openDB(t)
+	s := &resultSender{got: make(chan string, 16), result: make(chan error, 16)}
+	d, err := NewDispatcher(db, []Route{{Name: "arc0", Sender: s}}, Hooks{}, Options{BackoffBase: 50 * time.Millisecond})
+	require.NoError(t, err)
+	runDispatcher(t, d, "arc0")
+	next := func() string {
+		t.Helper()
+		select {
+		case k := <-s.got:
+			return k
+		case <-time.After(10 * time.Second):
+			t.Fatal("nothing was sent")
+			return ""
+		}
+	}
+	expedite := func(ms ...forward.Message) {
+		t.Helper()
+		require.NoError(t, db.Update(func(tx *bolt.Tx) error {
+			for _, m := range ms {
+				e, err := Enqueue(tx, "arc0", m, time.Now())
+				require.NoError(t, err)
+				require.True(t, d.Expedite(e, nil), "%s taken", m.Key)
+			}
+			return nil
+		}))
+	}
+
+	a, b, c := msg("a:1", 1), msg("b:1", 1), msg("c:1", 1)
+	expedite(a, b, c)
+	assert.Equal(t, "a:1", next())
+	s.result <- errors.New("dial: connection refused")
+	// The route retries from its queue, in order: a:1 again, then b:1 and
+	// c:1 for the first time.
+	for _, m := range []forward.Message{a, b, c} {
+		assert.Equal(t, m.Key, next())
+		s.result <- nil
+	}
+	for m, attempts := range map[forward.Message]int{a: 2, b: 1, c: 1} {
+		require.Eventually(t, func() bool {
+			es := delivered(t, db, m.AlertID)
+			return len(es) == 1 && es[0].State == Delivered && es[0].Attempts == attempts
+		}, 10*time.Second, time.Millisecond, "%s delivered after %d attempts", m.Key, attempts)
+	}
+	require.Eventually(t, func() bool { return d.Idle("arc0") }, 10*time.Second, time.Millisecond)
+
+	r, q := msg("r:1", 1), msg("q:1", 1)
+	expedite(r, q)
+	assert.Equal(t, "r:1", next())
+	s.result <- forward.Permanent(errors.New("DUH"))
+	assert.Equal(t, "q:1", next(), "the lane goes on after a refusal")
+	s.result <- nil
+	require.Eventually(t, func() bool {
+		es := delivered(t, db, q.AlertID)
+		return len(es) == 1 && es[0].State == Delivered && es[0].Attempts == 1
+	}, 10*time.Second, time.Millisecond)
+	select {
+	case k := <-s.got:
+		t.Fatalf("%s was sent again", k)
+	default:
+	}
 }

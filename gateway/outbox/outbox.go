@@ -247,10 +247,13 @@ type routeState struct {
 	until    time.Time // no attempt before this
 	lastErr  string
 	// idle is set when the route last found its queue empty and cleared
-	// when it takes work; expedited is an entry handed over by Expedite,
-	// sent by the route's next step ahead of its queue.
+	// when it takes work. expedited is the express lane: the entries
+	// handed over by Expedite, oldest first, sent by the express goroutine
+	// (running while express is set) and each recorded by the route's step
+	// ahead of its queue, then dropped from the lane.
 	idle      bool
-	expedited *expedited
+	expedited []*expedited
+	express   bool
 	// recording is set while the route records a delivery its receiver has
 	// acknowledged; more says the queue held another entry behind the one
 	// being handled; busyKey is the key of the message being handled.
@@ -377,35 +380,58 @@ func (d *Dispatcher) Idle(route string) bool {
 	return r.takes(d.opts.Now())
 }
 
+// maxExpedited bounds a route's express lane: entries handed over and not
+// yet recorded. Beyond it alarms wait in the queue, as they would for a
+// route that is not idle.
+const maxExpedited = 64
+
 // takes says whether the route can take an expedited entry; r.mu is held.
+// It can when it is idle, when it is recording the delivery of the only
+// entry it found in its queue, or when its express lane is already in use
+// and not full; never with a retry pending.
 func (r *routeState) takes(now time.Time) bool {
-	return (r.idle || (r.recording && !r.more)) && r.expedited == nil && r.failures == 0 && !now.Before(r.until)
+	open := r.idle || (r.recording && !r.more) || len(r.expedited) > 0
+	return open && len(r.expedited) < maxExpedited && r.failures == 0 && !now.Before(r.until)
+}
+
+// handling says whether the route has the message with key in hand: being
+// sent or recorded, or waiting in its express lane. r.mu is held.
+func (r *routeState) handling(key string) bool {
+	return key == r.busyKey || slices.ContainsFunc(r.expedited, func(x *expedited) bool { return x.entry.Msg.Key == key })
 }
 
 // expedited is an entry handed to a route ahead of its queue.
 type expedited struct {
 	entry Entry
 	ready <-chan struct{}
-	// sent, when not nil, gets the result of a send that Expedite started
-	// itself because the route was recording a delivery: the route's
-	// sender was free, and the route would only have come to it once that
-	// write transaction (behind whatever commit holds the database's one
-	// writer) had ended.
-	sent chan error
+	// sent gets the result of the send, from the route's express goroutine;
+	// started (guarded by the route's mu) says that goroutine has taken it.
+	sent    chan error
+	started bool
 }
+
+// errNotSent is the result of an expedited entry the express lane did not
+// send because the send before it failed. The entry waits in the queue for
+// the route's retry instead.
+var errNotSent = errors.New("outbox: not sent: the expedited send before it failed")
 
 // Expedite hands e to its route for sending now, before the write
 // transaction that queues it has committed, instead of after the commit
-// wakes the route. Only a route that is idle takes it: its queue was empty
+// wakes the route. Only a route that is free takes it: its queue was empty
 // when it last looked, or it is recording the delivery of the only entry
-// it found there; no retry pending; no other expedited entry; not handling
-// this very message. The most it can overtake is a message committed since
-// that look and not yet picked up. A route with a backlog or in backoff
-// refuses, and the message is sent from the queue in its turn. It never
-// blocks; it reports whether the route took the entry. An idle route sends
-// it at once; a recording one has its sender free, so Expedite starts the
-// send itself rather than let it wait for the recording transaction. Either
-// way Expedite yields the CPU to that send before it returns.
+// it found there, or it is already handling expedited entries (up to
+// maxExpedited); no retry pending; not handling this very message. The
+// most it can overtake is a message committed since that look and not yet
+// picked up. A route with a backlog or in backoff refuses, and the message
+// is sent from the queue in its turn. It never blocks; it reports whether
+// the route took the entry.
+//
+// What a route takes goes into its express lane: a goroutine sends the
+// lane's entries at once, oldest first and one at a time, while the route
+// records each result in turn. So an alarm's send never waits for the
+// database: not for the commit that queues it, not for the recording of
+// the alarms before it, however long the disk takes to sync. Expedite
+// yields the CPU to that send before it returns.
 //
 // The route records the attempt's result in a write transaction of its own
 // once the queueing one has ended. There are two ways to call it:
@@ -425,40 +451,60 @@ func (d *Dispatcher) Expedite(e Entry, ready <-chan struct{}) bool {
 		return false
 	}
 	r.mu.Lock()
-	ok := r.takes(d.opts.Now()) && e.Msg.Key != r.busyKey
+	ok := r.takes(d.opts.Now()) && !r.handling(e.Msg.Key)
+	start := false
 	if ok {
-		x := &expedited{entry: e, ready: ready}
-		if r.recording {
-			x.sent = make(chan error, 1)
-			go d.sendNow(r.Sender, x)
-		}
-		r.idle, r.expedited = false, x
+		r.expedited = append(r.expedited, &expedited{entry: e, ready: ready, sent: make(chan error, 1)})
+		r.idle = false
+		start, r.express = !r.express, true
 	}
 	r.mu.Unlock()
-	if ok {
-		select {
-		case r.wake <- struct{}{}:
-		default:
-		}
-		// Let the route (or the send just started) have this CPU now. Left
-		// to the scheduler, it waits for this goroutine to block, and the
-		// caller goes on to hand the event to the journal, whose goroutine
-		// then runs first and can hold the CPU through an fsync; on a busy
-		// machine that put milliseconds between Expedite and the send.
-		runtime.Gosched()
+	if !ok {
+		return false
 	}
-	return ok
+	select { // the route waits for the result, to record it
+	case r.wake <- struct{}{}:
+	default:
+	}
+	if start {
+		go d.express(r) // after the wake, so the scheduler runs it next
+	}
+	// Let the send have this CPU now. Left to the scheduler, it waits for
+	// this goroutine to block, and the caller goes on to hand the event to
+	// the journal, whose goroutine then runs first and can hold the CPU
+	// through an fsync; on a busy machine that put milliseconds between
+	// Expedite and the send.
+	runtime.Gosched()
+	return true
 }
 
-// sendNow sends an entry expedited to a route that is recording a
-// delivery, and hands the result to the route's next step, which records
-// it as if it had sent the entry itself. The route sends nothing else
-// until it has taken that result, so the receiver still has one message at
-// a time from the route.
-func (d *Dispatcher) sendNow(sender Sender, x *expedited) {
-	ctx, cancel := context.WithTimeout(context.Background(), d.opts.SendTimeout)
-	defer cancel()
-	x.sent <- sender.Send(ctx, x.entry.Msg)
+// express sends the route's expedited entries, oldest first, one at a time,
+// and hands each result to the route, which records them in the same
+// order. It ends when it finds none left to send. After a failed send it
+// sends no more (errNotSent): those entries wait for the route's retry.
+func (d *Dispatcher) express(r *routeState) {
+	failed := false
+	for {
+		r.mu.Lock()
+		i := slices.IndexFunc(r.expedited, func(x *expedited) bool { return !x.started })
+		if i < 0 {
+			r.express = false
+			r.mu.Unlock()
+			return
+		}
+		x, sender := r.expedited[i], r.Sender
+		x.started = true
+		r.mu.Unlock()
+		if failed {
+			x.sent <- errNotSent
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), d.opts.SendTimeout)
+		err := sender.Send(ctx, x.entry.Msg)
+		cancel()
+		failed = err != nil && !forward.IsPermanent(err) // a refusal is about the message, not the link
+		x.sent <- err
+	}
 }
 
 // Step makes at most one delivery attempt on route and returns how long to
@@ -488,13 +534,20 @@ func (d *Dispatcher) step(ctx context.Context, r *routeState) time.Duration {
 	}
 	// Busy from here until the queue is found empty: an entry expedited
 	// while the queue is being read could otherwise be sent twice, once
-	// handed over and once read from the queue.
+	// handed over and once read from the queue. The oldest entry of the
+	// express lane comes first, and stays in the lane until it is recorded.
 	r.mu.Lock()
-	x := r.expedited
-	r.expedited, r.idle = nil, false
+	var x *expedited
+	if len(r.expedited) > 0 {
+		x = r.expedited[0]
+	}
+	r.idle = false
 	r.mu.Unlock()
 	defer func() {
 		r.mu.Lock()
+		if x != nil {
+			r.expedited = slices.Delete(r.expedited, 0, 1)
+		}
 		r.recording, r.busyKey = false, ""
 		r.mu.Unlock()
 	}()
@@ -524,11 +577,14 @@ func (d *Dispatcher) step(ctx context.Context, r *routeState) time.Duration {
 	r.busyKey = e.Msg.Key
 	r.mu.Unlock()
 	var err error
-	if x != nil && x.sent != nil {
+	if x != nil {
 		select {
 		case err = <-x.sent:
 		case <-ctx.Done():
 			return 0 // shutting down; the entry stays pending
+		}
+		if errors.Is(err, errNotSent) {
+			return 0 // it waits in the queue (if it was committed) for the retry
 		}
 	} else {
 		sctx, cancel := context.WithTimeout(ctx, d.opts.SendTimeout)
