@@ -241,7 +241,11 @@ func benchSerialLatency(b *testing.B, paced bool) {
 	}
 	require.Len(b, lat, n)
 	require.Zero(b, frames.unmatchedFrames(), "every frame matched a press")
-	require.Equal(b, n, metric(b, w.vigil.http, `vigil_events_total{source="serial",type="duress"}`), "every press journaled once")
+	// The frames reach the ARC before the journal's commit: wait for the
+	// last commits, then check that no press was journaled twice.
+	journaled := func() int { return metric(b, w.vigil.http, `vigil_events_total{source="serial",type="duress"}`) }
+	waitFor(b, 30*time.Second, "every press journaled", func() bool { return journaled() >= n })
+	require.Equal(b, n, journaled(), "every press journaled once")
 	require.Zero(b, st.BadFrames, "every ack verified at the pendant")
 	split := breakdown(b, w.vigil, matched)
 	toRaised, raisedToFrame := split.toRaised, split.raisedToFrame
