@@ -17,25 +17,25 @@ import (
 	"github.com/vigil-gw/vigil/gateway/forward"
 )
 
-// gateSender tells got about each message, then waits for release before
-// it acknowledges.
+// gateSender tells got about each message, then waits for release: the
+// receiver's answer, nil for an ACK.
 type gateSender struct {
 	got     chan string
-	release chan struct{}
+	release chan error
 }
 
 func (g *gateSender) Send(ctx context.Context, m forward.Message) error {
 	g.got <- m.Key
 	select {
-	case <-g.release:
-		return nil
+	case err := <-g.release:
+		return err
 	case <-ctx.Done():
 		return ctx.Err()
 	}
 }
 
 func newGate() *gateSender {
-	return &gateSender{got: make(chan string, 16), release: make(chan struct{}, 16)}
+	return &gateSender{got: make(chan string, 16), release: make(chan error, 16)}
 }
 
 func (g *gateSender) next(t *testing.T) string {
@@ -120,7 +120,7 @@ func TestExpeditedMessageIsSentBeforeItsTransactionCommits(t *testing.T) {
 		require.NoError(t, err)
 		require.True(t, d.Expedite(e, nil), "an idle route takes the entry")
 		assert.Equal(t, m.Key, g.next(t), "sent while the transaction is open")
-		g.release <- struct{}{} // the receiver acknowledges before the commit
+		g.release <- nil // the receiver acknowledges before the commit
 		return nil
 	}))
 
@@ -162,9 +162,9 @@ func TestExpeditedSendOfARolledBackTransactionRecordsNothing(t *testing.T) {
 		return err
 	}))
 	d.Wake()
-	g.release <- struct{}{} // a's send returns: its result must not land on b
+	g.release <- nil // a's send returns: its result must not land on b
 	assert.Equal(t, b.Key, g.next(t), "b is sent from the queue")
-	g.release <- struct{}{}
+	g.release <- nil
 	require.Eventually(t, func() bool {
 		es := delivered(t, db, b.AlertID)
 		return len(es) == 1 && es[0].State == Delivered
@@ -252,7 +252,7 @@ func TestExpeditedPreviewIsSettledAgainstTheCommittedEntry(t *testing.T) {
 	ready := make(chan struct{})
 	require.True(t, d.Expedite(Entry{Route: "arc0", Msg: m}, ready))
 	assert.Equal(t, m.Key, g.next(t), "sent before any transaction")
-	g.release <- struct{}{}
+	g.release <- nil
 	enqueue(t, db, "arc0", msg("other:1", 1), time.Now()) // another alert's entry on the route: not this one's
 	enqueue(t, db, "arc0", m, time.Now())
 	close(ready)
@@ -261,7 +261,7 @@ func TestExpeditedPreviewIsSettledAgainstTheCommittedEntry(t *testing.T) {
 		return len(es) == 1 && es[0].State == Delivered && es[0].Attempts == 1
 	}, 10*time.Second, time.Millisecond)
 	assert.Equal(t, "other:1", g.next(t), "the other entry is sent from the queue")
-	g.release <- struct{}{}
+	g.release <- nil
 	require.Eventually(t, idle, 10*time.Second, time.Millisecond)
 	assert.Equal(t, []string{m.Key, "other:1"}, hooked.keys(), "each delivery recorded once")
 
@@ -269,7 +269,7 @@ func TestExpeditedPreviewIsSettledAgainstTheCommittedEntry(t *testing.T) {
 	ready = make(chan struct{})
 	require.True(t, d.Expedite(Entry{Route: "arc0", Msg: lost}, ready))
 	assert.Equal(t, lost.Key, g.next(t))
-	g.release <- struct{}{}
+	g.release <- nil
 	close(ready) // the journal decided without queueing it (rolled back, or a duplicate)
 	require.Eventually(t, idle, 10*time.Second, time.Millisecond)
 	assert.Empty(t, delivered(t, db, lost.AlertID))
@@ -301,7 +301,7 @@ func TestExpediteWhileRecordingOnlyWithoutABacklog(t *testing.T) {
 	enqueue(t, db, "arc0", msg("a:1", 1), time.Now())
 	d.Wake()
 	assert.Equal(t, "a:1", g.next(t))
-	g.release <- struct{}{}
+	g.release <- nil
 	recorded("a:1") // the route is now recording a:1, the only entry it found
 	// a:1's record holds the database's one writer (its hook waits), as a
 	// slow disk would: b:1 and x:1 go to the receiver all the same.
@@ -311,9 +311,9 @@ func TestExpediteWhileRecordingOnlyWithoutABacklog(t *testing.T) {
 	assert.True(t, d.Expedite(Entry{Route: "arc0", Msg: x}, ready), "and the next, behind it")
 	assert.False(t, d.Expedite(Entry{Route: "arc0", Msg: x}, ready), "not the same message twice")
 	assert.Equal(t, "b:1", g.next(t), "sent at once, while a:1's record waits for the database")
-	g.release <- struct{}{} // the receiver ACKs b:1
+	g.release <- nil // the receiver ACKs b:1
 	assert.Equal(t, "x:1", g.next(t), "sent after b:1, still before a:1 is recorded")
-	g.release <- struct{}{}
+	g.release <- nil
 	hookRelease <- struct{}{} // a:1 recorded
 	enqueue(t, db, "arc0", b, time.Now())
 	enqueue(t, db, "arc0", x, time.Now())
@@ -339,12 +339,12 @@ func TestExpediteWhileRecordingOnlyWithoutABacklog(t *testing.T) {
 	}))
 	d.Wake()
 	assert.Equal(t, "c:1", g.next(t))
-	g.release <- struct{}{}
+	g.release <- nil
 	recorded("c:1")
 	assert.False(t, d.Expedite(Entry{Route: "arc0", Msg: msg("e:1", 1)}, make(chan struct{})), "d:1 waits behind c:1")
 	hookRelease <- struct{}{}
 	assert.Equal(t, "d:1", g.next(t))
-	g.release <- struct{}{}
+	g.release <- nil
 	recorded("d:1")
 	hookRelease <- struct{}{}
 }
@@ -373,27 +373,10 @@ func TestExpediteYieldsToTheSend(t *testing.T) {
 			assert.Equal(t, m.Key, g.next(t), "sent after Expedite returned")
 		}
 		close(ready) // nothing was committed: the route records nothing and looks at its queue
-		g.release <- struct{}{}
+		g.release <- nil
 		require.Eventually(t, func() bool { return d.Idle("arc0") }, 10*time.Second, time.Millisecond, "press %d: idle again", i)
 	}
 	assert.GreaterOrEqual(t, before, presses*3/4, "presses whose message the receiver had when Expedite returned")
-}
-
-// resultSender tells got about each message, then returns what the test
-// puts in result.
-type resultSender struct {
-	got    chan string
-	result chan error
-}
-
-func (s *resultSender) Send(ctx context.Context, m forward.Message) error {
-	s.got <- m.Key
-	select {
-	case err := <-s.result:
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
 
 // After a failed send the express lane sends nothing more: the alarms
@@ -402,20 +385,10 @@ func (s *resultSender) Send(ctx context.Context, m forward.Message) error {
 // refusal of one message is not a link failure: the lane goes on.
 func TestExpressLaneStopsAfterAFailedSend(t *testing.T) {
 	db := openDB(t)
-	s := &resultSender{got: make(chan string, 16), result: make(chan error, 16)}
-	d, err := NewDispatcher(db, []Route{{Name: "arc0", Sender: s}}, Hooks{}, Options{BackoffBase: 50 * time.Millisecond})
+	g := newGate()
+	d, err := NewDispatcher(db, []Route{{Name: "arc0", Sender: g}}, Hooks{}, Options{BackoffBase: 50 * time.Millisecond})
 	require.NoError(t, err)
 	runDispatcher(t, d, "arc0")
-	next := func() string {
-		t.Helper()
-		select {
-		case k := <-s.got:
-			return k
-		case <-time.After(10 * time.Second):
-			t.Fatal("nothing was sent")
-			return ""
-		}
-	}
 	expedite := func(ms ...forward.Message) {
 		t.Helper()
 		require.NoError(t, db.Update(func(tx *bolt.Tx) error {
@@ -430,13 +403,13 @@ func TestExpressLaneStopsAfterAFailedSend(t *testing.T) {
 
 	a, b, c := msg("a:1", 1), msg("b:1", 1), msg("c:1", 1)
 	expedite(a, b, c)
-	assert.Equal(t, "a:1", next())
-	s.result <- errors.New("dial: connection refused")
+	assert.Equal(t, "a:1", g.next(t))
+	g.release <- errors.New("dial: connection refused")
 	// The route retries from its queue, in order: a:1 again, then b:1 and
 	// c:1 for the first time.
 	for _, m := range []forward.Message{a, b, c} {
-		assert.Equal(t, m.Key, next())
-		s.result <- nil
+		assert.Equal(t, m.Key, g.next(t))
+		g.release <- nil
 	}
 	for m, attempts := range map[forward.Message]int{a: 2, b: 1, c: 1} {
 		require.Eventually(t, func() bool {
@@ -448,16 +421,16 @@ func TestExpressLaneStopsAfterAFailedSend(t *testing.T) {
 
 	r, q := msg("r:1", 1), msg("q:1", 1)
 	expedite(r, q)
-	assert.Equal(t, "r:1", next())
-	s.result <- forward.Permanent(errors.New("DUH"))
-	assert.Equal(t, "q:1", next(), "the lane goes on after a refusal")
-	s.result <- nil
+	assert.Equal(t, "r:1", g.next(t))
+	g.release <- forward.Permanent(errors.New("DUH"))
+	assert.Equal(t, "q:1", g.next(t), "the lane goes on after a refusal")
+	g.release <- nil
 	require.Eventually(t, func() bool {
 		es := delivered(t, db, q.AlertID)
 		return len(es) == 1 && es[0].State == Delivered && es[0].Attempts == 1
 	}, 10*time.Second, time.Millisecond)
 	select {
-	case k := <-s.got:
+	case k := <-g.got:
 		t.Fatalf("%s was sent again", k)
 	default:
 	}
