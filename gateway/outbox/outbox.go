@@ -422,7 +422,7 @@ var errNotSent = errors.New("outbox: not sent: the expedited send before it fail
 // it found there, or it is already handling expedited entries (up to
 // maxExpedited); no retry pending; not handling this very message. The
 // most it can overtake is a message committed since that look and not yet
-// picked up. A route with a backlog or in backoff refuses, and the message
+// picked up; that one is sent once the lane is empty. A route with a backlog or in backoff refuses, and the message
 // is sent from the queue in its turn. It never blocks; it reports whether
 // the route took the entry.
 //
